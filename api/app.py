@@ -1,0 +1,41 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import BodySizeLimit, install_error_handlers
+from api.routes import health, native, openai
+from api.services import open_services
+from switchboard.settings import Settings, load_settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The app for `settings`; its lifespan starts and stops every dependency."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            app.state.services = services
+            yield
+
+    app = FastAPI(
+        title="Switchboard",
+        version="0.1.0",
+        summary="Multi-agent orchestration with OpenAI-compatible streaming.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(openai.router)
+    app.include_router(native.router)
+    app.include_router(health.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app for the settings in the environment (uvicorn's factory for `switchboard serve`)."""
+    return create_app(load_settings())

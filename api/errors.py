@@ -1,0 +1,100 @@
+"""Every error the API returns, in the OpenAI error envelope, and the body-size guard."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge, SwitchboardError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(exc: SwitchboardError) -> JSONResponse:
+    return JSONResponse(exc.envelope(), status_code=exc.status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every failure to the OpenAI envelope: 4xx for the client's mistakes, never a 500."""
+
+    async def on_switchboard(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SwitchboardError)
+        return error_response(exc)
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(_from_validation(exc))
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        mapped: SwitchboardError
+        if exc.status_code == 404:
+            mapped = NotFound(str(exc.detail))
+        else:
+            mapped = InvalidRequest(str(exc.detail))
+            mapped.status = exc.status_code
+        return error_response(mapped)
+
+    app.add_exception_handler(SwitchboardError, on_switchboard)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+
+
+def _from_validation(exc: RequestValidationError) -> InvalidRequest:
+    errors: list[dict[str, Any]] = list(exc.errors())
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    if first.get("type") == "json_invalid":
+        return InvalidRequest("request body is not valid JSON")
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    message = f"{param}: {first['msg']}" if param else str(first["msg"])
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return InvalidRequest(message, param=param)
+
+
+class BodySizeLimit:
+    """Refuses request bodies over `max_bytes` with 413, before they are read whole: by
+    Content-Length when given, else by counting the chunks as they arrive."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = PayloadTooLarge(f"request body is larger than {self.max_bytes} bytes")
+        await error_response(exc)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,48 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.deps import ServicesDep
+from switchboard.llm import Backend, CircuitState
+from switchboard.settings import Role
+
+router = APIRouter(tags=["operations"])
+
+_PROBE_TIMEOUT = 2.0
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and serving HTTP."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(services: ServicesDep) -> JSONResponse:
+    """Each dependency with its state; 503 unless some backend can generate."""
+    backends = services.llm.backends
+    states = await asyncio.gather(*(_probe(b) for b in backends))
+    report = dict(zip((b.name for b in backends), states, strict=True))
+    ready = any(
+        state["status"] == "up" and b.config.model_for(Role.GENERATOR) is not None
+        for b, state in zip(backends, states, strict=True)
+    )
+    body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "backends": report}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _probe(backend: Backend) -> dict[str, Any]:
+    circuit = backend.breaker.state
+    state: dict[str, Any] = {"url": str(backend.config.base_url), "circuit": circuit.value}
+    try:
+        await backend.wire.probe(_PROBE_TIMEOUT)
+    except Exception as exc:  # any failure means "down"; the reason is reported
+        return {**state, "status": "down", "error": type(exc).__name__}
+    status = "up" if circuit is not CircuitState.OPEN else "circuit_open"
+    return {**state, "status": status}

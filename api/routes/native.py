@@ -1,0 +1,46 @@
+"""The native stream: `POST /v1/chat/stream` answers with every event of the run as SSE —
+`metadata` at once, then route, tokens, quality score, and one `end` or `error`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from api.deps import ServicesDep
+from api.schemas import NativeRunRequest
+from api.sse import sse_response
+from api.turns import prepare_turn
+from switchboard.events import Event
+
+router = APIRouter(prefix="/v1", tags=["native"])
+
+
+@router.post(
+    "/chat/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def chat_stream(body: NativeRunRequest, services: ServicesDep) -> StreamingResponse:
+    turn = prepare_turn(
+        services,
+        body.workflow,
+        body.messages,
+        body,
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        allow_retry=True,
+    )
+    headers = {"X-Run-Id": turn.info.run_id, "X-Thread-Id": turn.info.thread_id}
+    return sse_response(_frames(turn.events()), headers)
+
+
+async def _frames(events: AsyncGenerator[Event, None]) -> AsyncIterator[bytes]:
+    try:
+        event_id = 0
+        async for event in events:
+            event_id += 1
+            yield event.sse(event_id)
+    finally:
+        await events.aclose()

@@ -1,0 +1,185 @@
+"""The OpenAI-compatible surface: `GET /v1/models`, `POST /v1/chat/completions`.
+
+Streamed replies are exact `chat.completion.chunk` frames, one per backend token. The response
+is held until the first token (or the end) so that a turn that fails before producing anything
+gets a real HTTP error status; after that, a failure is sent as an OpenAI `error` frame, which the
+official clients raise as an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from api.deps import ServicesDep
+from api.schemas import ChatCompletionRequest
+from api.sse import sse_response
+from api.turns import Turn, prepare_turn
+from switchboard.events import Event, EventKind
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+_STARTED = int(time.time())
+
+
+@router.get("/models")
+async def list_models(services: ServicesDep) -> dict[str, Any]:
+    """Each workflow is a model."""
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": _STARTED, "owned_by": "switchboard"}
+            for name in services.workflows
+        ],
+    }
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, services: ServicesDep) -> Response:
+    turn = prepare_turn(
+        services,
+        body.model,
+        body.messages,
+        body,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature,
+        # Streamed tokens cannot be taken back, so a streamed turn is graded but not retried.
+        allow_retry=not body.stream,
+    )
+    headers = {"X-Run-Id": turn.info.run_id, "X-Thread-Id": turn.info.thread_id}
+    if not body.stream:
+        return await _complete(turn, body.model, headers)
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
+    events = turn.events()
+    held: list[Event] = []
+    async for event in events:
+        if event.kind is EventKind.ERROR:
+            await events.aclose()
+            return _error_response(event, headers)
+        held.append(event)
+        if event.kind in (EventKind.TOKEN, EventKind.END):
+            break
+    encoder = _ChunkEncoder(turn.info.run_id, body.model, include_usage)
+    return sse_response(_chunks(encoder, held, events), headers)
+
+
+async def _complete(turn: Turn, model: str, headers: dict[str, str]) -> Response:
+    output: dict[str, Any] = {}
+    async for event in turn.events():
+        if event.kind is EventKind.ERROR:
+            return _error_response(event, headers)
+        if event.kind is EventKind.END:
+            output = event.data["output"]
+    usage = output.get("usage", {})
+    return JSONResponse(
+        {
+            "id": f"chatcmpl-{turn.info.run_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": output.get("answer", "")},
+                    "logprobs": None,
+                    "finish_reason": output.get("finish_reason", "stop"),
+                }
+            ],
+            "usage": _usage(usage),
+        },
+        headers=headers,
+    )
+
+
+class _ChunkEncoder:
+    """Encodes a run's events as `chat.completion.chunk` frames. Every chunk shares its
+    envelope, so the envelope is encoded once and a token costs one json.dumps of its text."""
+
+    def __init__(self, run_id: str, model: str, include_usage: bool) -> None:
+        self._id = f"chatcmpl-{run_id}"
+        self._model = model
+        self._created = int(time.time())
+        self._include_usage = include_usage
+        self._head = (
+            f'data: {{"id":"{self._id}","object":"chat.completion.chunk",'
+            f'"created":{self._created},"model":{json.dumps(model)},"choices":[{{"index":0,"delta":'
+        ).encode()
+
+    def opening(self) -> bytes:
+        return self._head + b'{"role":"assistant","content":""}' + _OPEN_TAIL
+
+    def encode(self, event: Event) -> bytes | None:
+        kind = event.kind
+        if kind is EventKind.TOKEN:
+            return (
+                self._head
+                + b'{"content":'
+                + json.dumps(event.data["text"]).encode()
+                + b"}"
+                + _OPEN_TAIL
+            )
+        if kind is EventKind.ERROR:
+            return f"data: {json.dumps({'error': _envelope_fields(event)})}\n\n".encode()
+        if kind is EventKind.END:
+            return self._closing(event.data["output"])
+        return None
+
+    def _closing(self, output: dict[str, Any]) -> bytes:
+        finish = json.dumps(output.get("finish_reason", "stop"))
+        frame = self._head + f'{{}},"logprobs":null,"finish_reason":{finish}}}]}}\n\n'.encode()
+        if self._include_usage:
+            usage_chunk = {
+                "id": self._id,
+                "object": "chat.completion.chunk",
+                "created": self._created,
+                "model": self._model,
+                "choices": [],
+                "usage": _usage(output.get("usage", {})),
+            }
+            frame += f"data: {json.dumps(usage_chunk)}\n\n".encode()
+        return frame + b"data: [DONE]\n\n"
+
+
+_OPEN_TAIL = b',"logprobs":null,"finish_reason":null}]}\n\n'
+
+
+async def _chunks(
+    encoder: _ChunkEncoder, held: list[Event], events: AsyncGenerator[Event, None]
+) -> AsyncIterator[bytes]:
+    yield encoder.opening()
+    try:
+        for event in held:
+            frame = encoder.encode(event)
+            if frame:
+                yield frame
+        async for event in events:
+            frame = encoder.encode(event)
+            if frame:
+                yield frame
+    finally:
+        await events.aclose()
+
+
+def _usage(usage: dict[str, Any]) -> dict[str, int]:
+    prompt = int(usage.get("prompt_tokens", 0))
+    completion = int(usage.get("completion_tokens", 0))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _envelope_fields(event: Event) -> dict[str, Any]:
+    return {k: event.data[k] for k in ("message", "type", "param", "code")}
+
+
+def _error_response(event: Event, headers: dict[str, str]) -> Response:
+    return JSONResponse(
+        {"error": _envelope_fields(event)}, status_code=event.data["status"], headers=headers
+    )

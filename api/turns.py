@@ -1,0 +1,82 @@
+"""Turning a chat request into a run of a workflow: validation against the limits, then the run's
+input and context."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from api.schemas import ChatMessageIn, SwitchboardOptions
+from api.services import Services
+from graphs import RouterContext, WorkflowSpec
+from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge
+from switchboard.events import Event
+from switchboard.runtime import RunInfo, new_run, run_events
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    spec: WorkflowSpec
+    info: RunInfo
+    input: dict[str, Any]
+    context: RouterContext
+
+    def events(self) -> AsyncGenerator[Event, None]:
+        return run_events(self.spec.graph, self.info, self.input, self.context)
+
+
+def prepare_turn(
+    services: Services,
+    workflow: str,
+    messages: Sequence[ChatMessageIn],
+    options: SwitchboardOptions,
+    *,
+    max_tokens: int | None,
+    temperature: float | None,
+    allow_retry: bool,
+) -> Turn:
+    """Validate a turn and build its run; raise `InvalidRequest`/`NotFound`/`PayloadTooLarge`."""
+    settings = services.settings
+    limits = settings.limits
+    spec = services.workflows.get(workflow)
+    if spec is None:
+        known = ", ".join(sorted(services.workflows))
+        raise NotFound(f"unknown model {workflow!r}; available: {known}", param="model")
+    if not messages:
+        raise InvalidRequest("messages must not be empty", param="messages")
+    if len(messages) > limits.max_messages:
+        raise PayloadTooLarge(
+            f"{len(messages)} messages; at most {limits.max_messages} are accepted",
+            param="messages",
+        )
+    converted = []
+    for index, message in enumerate(messages):
+        backend_message = message.to_backend()
+        if len(backend_message["content"]) > limits.max_message_chars:
+            raise PayloadTooLarge(
+                f"message {index} has {len(backend_message['content'])} characters; "
+                f"at most {limits.max_message_chars} are accepted",
+                param=f"messages.{index}.content",
+            )
+        converted.append(backend_message)
+    if not any(m["role"] == "user" and m["content"].strip() for m in converted):
+        raise InvalidRequest("messages must include a non-empty user message", param="messages")
+    if max_tokens is not None and max_tokens > limits.max_tokens:
+        raise InvalidRequest(
+            f"max_tokens is {max_tokens}; at most {limits.max_tokens}", param="max_tokens"
+        )
+    quality = settings.quality
+    if options.quality_check is not None:
+        quality = quality.model_copy(update={"enabled": options.quality_check})
+    context = RouterContext(
+        llm=services.llm,
+        router=settings.router,
+        quality=quality,
+        max_tokens=max_tokens or settings.router.max_tokens,
+        temperature=temperature,
+        route=options.route,
+        allow_retry=allow_retry,
+    )
+    info = new_run(spec.name, options.thread_id)
+    return Turn(spec=spec, info=info, input={"messages": converted}, context=context)

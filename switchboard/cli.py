@@ -1,0 +1,92 @@
+"""The `switchboard` command: `serve` runs the service, `chat` streams a turn to the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import httpx
+
+from switchboard.settings import SettingsError, load_settings
+
+# A string, not an import: the CLI sits below the API in the layering.
+_APP_FACTORY = "api.app:app_from_environment"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API (and the bundled model if needed)")
+    serve.add_argument("--host", help="override SWITCHBOARD_SERVER__HOST")
+    serve.add_argument("--port", type=int, help="override SWITCHBOARD_SERVER__PORT")
+
+    chat = commands.add_parser("chat", help="send one message and stream the answer")
+    chat.add_argument("message")
+    chat.add_argument("--url", default=None, help="service URL (default: from the settings)")
+    chat.add_argument("--workflow", default="switchboard")
+    chat.add_argument("--events", action="store_true", help="print every event, not just text")
+
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(
+            args.host or settings.server.host,
+            args.port or settings.server.port,
+            settings.server.log_level,
+        )
+    url = args.url or f"http://{settings.server.host}:{settings.server.port}"
+    return _chat(url, args.message, args.workflow, args.events)
+
+
+def _serve(host: str, port: int, log_level: str) -> int:
+    import uvicorn
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(_APP_FACTORY, factory=True, host=host, port=port, log_level=log_level)
+    return 0
+
+
+def _chat(url: str, message: str, workflow: str, show_events: bool) -> int:
+    body = {"workflow": workflow, "messages": [{"role": "user", "content": message}]}
+    try:
+        with httpx.stream(
+            "POST", f"{url}/v1/chat/stream", json=body, timeout=httpx.Timeout(10, read=300)
+        ) as response:
+            if response.status_code != 200:
+                response.read()
+                print(f"switchboard: HTTP {response.status_code}: {response.text}", file=sys.stderr)
+                return 1
+            kind = ""
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    data = json.loads(line[6:])
+                    if show_events:
+                        print(f"[{kind}] {line[6:]}")
+                    elif kind == "token":
+                        print(data["text"], end="", flush=True)
+                    elif kind == "error":
+                        print(f"\nswitchboard: error: {data['message']}", file=sys.stderr)
+                        return 1
+            if not show_events:
+                print()
+    except httpx.ConnectError:
+        print(
+            f"switchboard: no service at {url}; start one with `switchboard serve`", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

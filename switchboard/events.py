@@ -1,0 +1,37 @@
+"""The event model of a run: what every stream carries, in order.
+
+A stream opens with `metadata`, carries `route`, `token` (one per backend chunk), `quality` and
+`retry` as they happen, and ends with exactly one `end` or `error`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class EventKind(StrEnum):
+    METADATA = "metadata"
+    ROUTE = "route"
+    TOKEN = "token"
+    QUALITY = "quality"
+    RETRY = "retry"
+    END = "end"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: EventKind
+    data: dict[str, Any]
+
+    def sse(self, event_id: int) -> bytes:
+        """This event as one Server-Sent Events frame."""
+        payload = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
+        return f"id: {event_id}\nevent: {self.kind.value}\ndata: {payload}\n\n".encode()
+
+
+def token(text: str) -> Event:
+    return Event(EventKind.TOKEN, {"text": text})

@@ -1,0 +1,15 @@
+"""Model access through one seam: OpenAI-compatible backends as configuration, failover above."""
+
+from switchboard.llm._breaker import CircuitBreaker, CircuitState
+from switchboard.llm._pool import Backend, ChatStream, Completion, LLMPool, Message, Usage
+
+__all__ = [
+    "Backend",
+    "ChatStream",
+    "CircuitBreaker",
+    "CircuitState",
+    "Completion",
+    "LLMPool",
+    "Message",
+    "Usage",
+]

@@ -1,0 +1,285 @@
+"""Failover across backends: per role, try backends in order, with retries, timeouts and a
+circuit breaker per backend.
+
+A streamed call fails over only before its first token; after that a failure ends the call with
+`StreamInterrupted` at once (a dropped connection surfaces immediately, a silent one after
+`idle_timeout`), because a partial answer cannot be continued by another model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.errors import (
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
+    StreamInterrupted,
+)
+from switchboard.llm._breaker import CircuitBreaker, CircuitState
+from switchboard.llm._wire import RetryableFailure, TransportFailure, WireClient
+from switchboard.llm.tokens import estimate_prompt_tokens, estimate_tokens
+from switchboard.settings import BackendConfig, LLMSettings, Role
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False  # counted by us because the backend did not report it
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.estimated = self.estimated or other.estimated
+
+
+@dataclass(slots=True)
+class Completion:
+    text: str
+    backend: str
+    model: str
+    finish_reason: str
+    usage: Usage
+
+
+@dataclass(slots=True)
+class Backend:
+    """A configured backend with its connection pool and its circuit."""
+
+    config: BackendConfig
+    wire: WireClient
+    breaker: CircuitBreaker
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(slots=True)
+class _Attempt:
+    backend: str
+    error: str
+    retry_after: float | None = None
+
+
+class ChatStream:
+    """One streamed chat call. Iterate it for the content pieces, one per backend chunk; after
+    the iteration `usage`, `backend`, `model` and `finish_reason` describe the call."""
+
+    def __init__(
+        self, pool: LLMPool, role: Role, messages: Sequence[Message], params: dict[str, Any]
+    ):
+        self._pool = pool
+        self._role = role
+        self._messages = messages
+        self._params = params
+        self.usage = Usage()
+        self.backend = ""
+        self.model = ""
+        self.finish_reason = "stop"
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[str]:
+        settings = self._pool.settings
+        attempts: list[_Attempt] = []
+        for backend, model in self._pool.candidates(self._role, attempts):
+            body = {
+                **self._params,
+                "model": model,
+                "messages": self._messages,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            for retry in range(settings.max_retries + 1):
+                if retry:
+                    await asyncio.sleep(self._pool.backoff(retry, attempts[-1]))
+                started = False
+                reported: Usage | None = None
+                pieces = 0
+                loop = asyncio.get_running_loop()
+                try:
+                    async with asyncio.timeout(settings.first_token_timeout) as deadline:
+                        async for chunk in backend.wire.stream_chat(body):
+                            usage = chunk.get("usage")
+                            if usage:
+                                reported = Usage(
+                                    usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+                                )
+                            choices = chunk.get("choices")
+                            if not choices:
+                                continue
+                            choice = choices[0]
+                            if choice.get("finish_reason"):
+                                self.finish_reason = choice["finish_reason"]
+                            piece = (choice.get("delta") or {}).get("content")
+                            if not piece:
+                                continue
+                            if not started:
+                                started = True
+                                backend.breaker.record_success()
+                                self.backend, self.model = backend.name, model
+                            pieces += 1
+                            # The idle clock runs only while we wait on the backend, not while
+                            # the consumer holds the piece.
+                            deadline.reschedule(None)
+                            yield piece
+                            deadline.reschedule(loop.time() + settings.idle_timeout)
+                except RetryableFailure as exc:
+                    if started:
+                        backend.breaker.record_failure()
+                        raise StreamInterrupted(f"{backend.name}: {exc.reason}") from None
+                    attempts.append(_Attempt(backend.name, exc.reason, exc.retry_after))
+                    continue
+                except TransportFailure as exc:
+                    backend.breaker.record_failure()
+                    if started:
+                        raise StreamInterrupted(f"{backend.name}: stream broke: {exc}") from None
+                    attempts.append(_Attempt(backend.name, str(exc)))
+                    break
+                except TimeoutError:
+                    backend.breaker.record_failure()
+                    if started:
+                        raise StreamInterrupted(
+                            f"{backend.name}: no token for {settings.idle_timeout:g}s"
+                        ) from None
+                    attempts.append(
+                        _Attempt(
+                            backend.name, f"no first token in {settings.first_token_timeout:g}s"
+                        )
+                    )
+                    break
+                except BaseException:
+                    backend.breaker.release()
+                    raise
+                if not started:
+                    # A clean, empty answer is still a working backend.
+                    backend.breaker.record_success()
+                    self.backend, self.model = backend.name, model
+                self.usage = reported or Usage(
+                    estimate_prompt_tokens(self._messages), pieces, estimated=True
+                )
+                return
+            else:
+                backend.breaker.record_failure()
+        raise _unavailable(self._role, attempts)
+
+
+class LLMPool:
+    """Every configured backend, and calls by role with retries and failover."""
+
+    def __init__(self, settings: LLMSettings, backends: Sequence[BackendConfig]) -> None:
+        self.settings = settings
+        self.backends = [
+            Backend(
+                config=config,
+                wire=WireClient(config, settings),
+                breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_reset),
+            )
+            for config in backends
+        ]
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(b.wire.aclose() for b in self.backends))
+
+    def stream(self, role: Role, messages: Sequence[Message], **params: Any) -> ChatStream:
+        """A streamed chat call for `role`; `params` are OpenAI request fields (max_tokens, ...)."""
+        return ChatStream(self, role, messages, params)
+
+    async def complete(self, role: Role, messages: Sequence[Message], **params: Any) -> Completion:
+        """A non-streamed chat call for `role`, with the same retries and failover."""
+        attempts: list[_Attempt] = []
+        for backend, model in self.candidates(role, attempts):
+            body = {**params, "model": model, "messages": list(messages), "stream": False}
+            for retry in range(self.settings.max_retries + 1):
+                if retry:
+                    await asyncio.sleep(self.backoff(retry, attempts[-1]))
+                try:
+                    async with asyncio.timeout(self.settings.request_timeout):
+                        data = await backend.wire.chat(body)
+                    completion = _parse_completion(data, backend.name, model, messages)
+                except RetryableFailure as exc:
+                    attempts.append(_Attempt(backend.name, exc.reason, exc.retry_after))
+                    continue
+                except (TransportFailure, TimeoutError, BackendRejected) as exc:
+                    if isinstance(exc, BackendRejected):
+                        backend.breaker.release()
+                        raise
+                    reason = str(exc) or f"no answer in {self.settings.request_timeout:g}s"
+                    attempts.append(_Attempt(backend.name, reason))
+                    break
+                except BaseException:
+                    backend.breaker.release()
+                    raise
+                backend.breaker.record_success()
+                return completion
+            backend.breaker.record_failure()
+        raise _unavailable(role, attempts)
+
+    def candidates(self, role: Role, attempts: list[_Attempt]) -> Iterator[tuple[Backend, str]]:
+        """Backends that serve `role` with their model, in priority order, skipping (and noting
+        in `attempts`) those whose circuit is open. Lazy: a circuit is claimed only when reached."""
+        for backend in self.backends:
+            model = backend.config.model_for(role)
+            if model is None:
+                continue
+            if not backend.breaker.try_acquire():
+                attempts.append(_Attempt(backend.name, "circuit open"))
+                continue
+            yield backend, model
+
+    def backoff(self, retry: int, last: _Attempt) -> float:
+        """Seconds before retry number `retry`: exponential, or the backend's Retry-After
+        (capped at 5 s) when it asked for longer."""
+        delay: float = self.settings.retry_backoff * 2.0 ** (retry - 1)
+        if last.retry_after is not None:
+            delay = max(delay, min(last.retry_after, 5.0))
+        return delay
+
+    def circuit_states(self) -> dict[str, CircuitState]:
+        return {b.name: b.breaker.state for b in self.backends}
+
+
+def _parse_completion(
+    data: dict[str, Any], backend: str, model: str, messages: Sequence[Message]
+) -> Completion:
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        finish = choice.get("finish_reason") or "stop"
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise TransportFailure("response has no choices[0].message") from None
+    usage = data.get("usage")
+    if isinstance(usage, dict) and "completion_tokens" in usage:
+        counted = Usage(usage.get("prompt_tokens", 0), usage["completion_tokens"])
+    else:
+        counted = Usage(estimate_prompt_tokens(messages), estimate_tokens(text), estimated=True)
+    return Completion(text=text, backend=backend, model=model, finish_reason=finish, usage=counted)
+
+
+def _unavailable(role: Role, attempts: list[_Attempt]) -> BackendUnavailable | BackendTimeout:
+    if not attempts:
+        return BackendUnavailable(f"no backend is configured for the {role.value} role")
+    tried = "; ".join(f"{a.backend}: {a.error}" for a in attempts)
+    if all(
+        a.error.startswith("no first token") or a.error.startswith("no answer") for a in attempts
+    ):
+        return BackendTimeout(f"every backend for the {role.value} role timed out ({tried})")
+    return BackendUnavailable(f"no backend could serve the {role.value} role ({tried})")
+
+
+__all__ = ["Backend", "ChatStream", "Completion", "LLMPool", "Message", "Usage"]

