@@ -3,7 +3,7 @@ input and context."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +11,7 @@ from api.schemas import ChatMessageIn, SwitchboardOptions
 from api.services import Services
 from graphs import RouterContext, WorkflowSpec
 from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge
-from switchboard.events import Event
-from switchboard.runtime import RunInfo, new_run, run_events
+from switchboard.runtime import RunInfo, RunStream, new_run, start_run
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +21,8 @@ class Turn:
     input: dict[str, Any]
     context: RouterContext
 
-    def events(self) -> AsyncGenerator[Event, None]:
-        return run_events(self.spec.graph, self.info, self.input, self.context)
+    def start(self) -> RunStream:
+        return start_run(self.spec.graph, self.info, self.input, self.context)
 
 
 def prepare_turn(

@@ -1,12 +1,13 @@
 """Running a workflow and turning what it does into the run's event stream.
 
-This is the in-process runtime: the caller iterates `run_events` and the run lives exactly as long
-as the iteration, so closing the iterator (a client going away) cancels the run and the backend
-request under it.
+This is the in-process runtime: `start_run` runs a workflow in a task of its own and hands back a
+`RunStream` of its events; closing the stream (a client going away) cancels the run and the
+backend request under it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
@@ -88,3 +89,44 @@ async def run_events(
         )
         return
     yield Event(EventKind.END, {"output": final})
+
+
+class RunStream:
+    """A run executing in its own task, read as an async iterator of events.
+
+    The run gets a task of its own rather than being iterated by the HTTP response: Starlette
+    cancels a response through an anyio cancel scope, which re-cancels every await of the
+    cleanup, and LangGraph's loop then leaves the node (and the backend request) running.
+    Cancelling a plain task reaches the node at once.
+    """
+
+    def __init__(self, events: AsyncGenerator[Event, None]) -> None:
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._pump(events))
+
+    async def _pump(self, events: AsyncGenerator[Event, None]) -> None:
+        try:
+            async for event in events:
+                self._queue.put_nowait(event)
+        finally:
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> RunStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self._queue.get()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    def close(self) -> None:
+        """Cancel the run if it is still going; safe to call more than once."""
+        self._task.cancel()
+
+
+def start_run(
+    workflow: Workflow, info: RunInfo, input: Mapping[str, Any], context: Any
+) -> RunStream:
+    """Start `workflow` in its own task; see `run_events` for what the stream carries."""
+    return RunStream(run_events(workflow, info, input, context))

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -12,7 +12,7 @@ from api.deps import ServicesDep
 from api.schemas import NativeRunRequest
 from api.sse import sse_response
 from api.turns import prepare_turn
-from switchboard.events import Event
+from switchboard.runtime import RunStream
 
 router = APIRouter(prefix="/v1", tags=["native"])
 
@@ -33,14 +33,14 @@ async def chat_stream(body: NativeRunRequest, services: ServicesDep) -> Streamin
         allow_retry=True,
     )
     headers = {"X-Run-Id": turn.info.run_id, "X-Thread-Id": turn.info.thread_id}
-    return sse_response(_frames(turn.events()), headers)
+    return sse_response(_frames(turn.start()), headers)
 
 
-async def _frames(events: AsyncGenerator[Event, None]) -> AsyncIterator[bytes]:
+async def _frames(run: RunStream) -> AsyncIterator[bytes]:
     try:
         event_id = 0
-        async for event in events:
+        async for event in run:
             event_id += 1
             yield event.sse(event_id)
     finally:
-        await events.aclose()
+        run.close()

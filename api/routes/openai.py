@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
@@ -21,6 +21,7 @@ from api.schemas import ChatCompletionRequest
 from api.sse import sse_response
 from api.turns import Turn, prepare_turn
 from switchboard.events import Event, EventKind
+from switchboard.runtime import RunStream
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -55,22 +56,22 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep) -
     if not body.stream:
         return await _complete(turn, body.model, headers)
     include_usage = body.stream_options is not None and body.stream_options.include_usage
-    events = turn.events()
+    run = turn.start()
     held: list[Event] = []
-    async for event in events:
+    async for event in run:
         if event.kind is EventKind.ERROR:
-            await events.aclose()
+            run.close()
             return _error_response(event, headers)
         held.append(event)
         if event.kind in (EventKind.TOKEN, EventKind.END):
             break
     encoder = _ChunkEncoder(turn.info.run_id, body.model, include_usage)
-    return sse_response(_chunks(encoder, held, events), headers)
+    return sse_response(_chunks(encoder, held, run), headers)
 
 
 async def _complete(turn: Turn, model: str, headers: dict[str, str]) -> Response:
     output: dict[str, Any] = {}
-    async for event in turn.events():
+    async for event in turn.start():
         if event.kind is EventKind.ERROR:
             return _error_response(event, headers)
         if event.kind is EventKind.END:
@@ -149,7 +150,7 @@ _OPEN_TAIL = b',"logprobs":null,"finish_reason":null}]}\n\n'
 
 
 async def _chunks(
-    encoder: _ChunkEncoder, held: list[Event], events: AsyncGenerator[Event, None]
+    encoder: _ChunkEncoder, held: list[Event], run: RunStream
 ) -> AsyncIterator[bytes]:
     yield encoder.opening()
     try:
@@ -157,12 +158,12 @@ async def _chunks(
             frame = encoder.encode(event)
             if frame:
                 yield frame
-        async for event in events:
+        async for event in run:
             frame = encoder.encode(event)
             if frame:
                 yield frame
     finally:
-        await events.aclose()
+        run.close()
 
 
 def _usage(usage: dict[str, Any]) -> dict[str, int]:

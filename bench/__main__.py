@@ -1,0 +1,53 @@
+"""`python -m bench`: run every benchmark, print the figures and save them as JSON under
+bench/results/, with a description of the machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import streaming
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--ttft-ms", type=int, default=50)
+    parser.add_argument("--gap-ms", type=int, default=20)
+    parser.add_argument("--levels", default="1,10,100", help="comma-separated concurrencies")
+    args = parser.parse_args()
+    levels = [int(v) for v in args.levels.split(",")]
+    figures = streaming.run(args.tokens, args.ttft_ms, args.gap_ms, levels)
+    report = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "streaming.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(figures["comparison"], indent=2))
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Streaming overhead: time to first token and total time of a 256-token streamed reply through
+`/v1/chat/completions` (direct route) versus straight to the same scripted backend, at several
+concurrencies. Every process is real: the scripted backend and Switchboard each run in their own
+process, and the load comes from this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from switchboard.llm.local import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class StreamSample:
+    ttft: float  # seconds to the first content chunk
+    total: float  # seconds to the end of the stream
+    events: int  # content chunks received
+    error: str | None
+
+
+@dataclass
+class LevelResult:
+    target: str
+    concurrency: int
+    streams: int
+    errors: int
+    ttft_p50_ms: float
+    ttft_p99_ms: float
+    total_p50_ms: float
+    total_p99_ms: float
+    events_per_stream: list[int]
+    wall_s: float
+    server_cpu_ms_per_stream: float | None
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def _one_stream(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> StreamSample:
+    started = time.perf_counter()
+    first = 0.0
+    events = 0
+    try:
+        async with client.stream("POST", url, json=body) as response:
+            if response.status_code != 200:
+                await response.aread()
+                return StreamSample(0, 0, 0, f"HTTP {response.status_code}")
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                if "error" in chunk:
+                    return StreamSample(0, 0, events, str(chunk["error"]))
+                choices = chunk.get("choices")
+                if choices and choices[0]["delta"].get("content"):
+                    events += 1
+                    if events == 1:
+                        first = time.perf_counter() - started
+    except httpx.HTTPError as exc:
+        return StreamSample(0, 0, events, repr(exc))
+    return StreamSample(first, time.perf_counter() - started, events, None)
+
+
+async def _level(
+    target: str, base_url: str, model: str, concurrency: int, rounds: int, server_pid: int | None
+) -> LevelResult:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Write a long answer."}],
+        "stream": True,
+        "max_tokens": 512,
+    }
+    if target == "switchboard":
+        body |= {"route": "direct", "quality_check": False}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        url = f"{base_url}/chat/completions"
+        await _one_stream(client, url, body)  # warm the connection and code paths
+        cpu_before = _cpu_seconds(server_pid) if server_pid else None
+        started = time.perf_counter()
+        samples: list[StreamSample] = []
+        for _ in range(rounds):
+            samples += await asyncio.gather(
+                *(_one_stream(client, url, body) for _ in range(concurrency))
+            )
+        wall = time.perf_counter() - started
+        cpu = (
+            (_cpu_seconds(server_pid) - cpu_before)
+            if server_pid and cpu_before is not None
+            else None
+        )
+    good = [s for s in samples if s.error is None]
+    return LevelResult(
+        target=target,
+        concurrency=concurrency,
+        streams=len(samples),
+        errors=len(samples) - len(good),
+        ttft_p50_ms=_percentile([s.ttft for s in good], 0.5) * 1000,
+        ttft_p99_ms=_percentile([s.ttft for s in good], 0.99) * 1000,
+        total_p50_ms=_percentile([s.total for s in good], 0.5) * 1000,
+        total_p99_ms=_percentile([s.total for s in good], 0.99) * 1000,
+        events_per_stream=sorted({s.events for s in samples}),
+        wall_s=wall,
+        server_cpu_ms_per_stream=(cpu * 1000 / len(samples)) if cpu is not None else None,
+    )
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str], ready: str) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if ready in line:
+                break
+        else:
+            raise RuntimeError(f"{args[:3]} exited before it was ready")
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def run(
+    tokens: int = 256, ttft_ms: int = 50, gap_ms: int = 20, levels: Sequence[int] = (1, 10, 100)
+) -> dict[str, Any]:
+    """Run the benchmark and return its figures."""
+    backend_port, service_port = free_port(), free_port()
+    backend_args = [
+        sys.executable, "-m", "tests.backends.scripted", "--port", str(backend_port),
+        "--text-tokens", str(tokens), "--ttft-ms", str(ttft_ms), "--gap-ms", str(gap_ms),
+    ]  # fmt: skip
+    backend_url = f"http://127.0.0.1:{backend_port}/v1"
+    service_env = {
+        "SWITCHBOARD_LLM__BACKENDS": json.dumps(
+            [{"name": "scripted", "base_url": backend_url, "model": "scripted"}]
+        ),
+        "SWITCHBOARD_SERVER__LOG_LEVEL": "warning",
+        "SWITCHBOARD_LOCAL__MODE": "off",
+    }
+    service_args = [
+        sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_environment",
+        "--host", "127.0.0.1", "--port", str(service_port), "--log-level", "warning",
+        "--no-access-log",
+    ]  # fmt: skip
+    results: list[LevelResult] = []
+    with (
+        _process(backend_args, {}, "READY"),
+        _process(service_args, service_env, "Application startup complete") as service,
+    ):
+        for concurrency in levels:
+            rounds = 5 if concurrency == 1 else 2
+            for target, url, model, pid in (
+                ("backend", backend_url, "scripted", None),
+                ("switchboard", f"http://127.0.0.1:{service_port}/v1", "switchboard", service.pid),
+            ):
+                level = asyncio.run(_level(target, url, model, concurrency, rounds, pid))
+                results.append(level)
+                print(
+                    f"{target:>11} c={concurrency:<3} ttft p50 {level.ttft_p50_ms:7.1f} ms "
+                    f"p99 {level.ttft_p99_ms:7.1f} ms  total p50 {level.total_p50_ms:7.1f} ms "
+                    f"p99 {level.total_p99_ms:7.1f} ms  errors {level.errors}  "
+                    f"events/stream {level.events_per_stream}",
+                    flush=True,
+                )
+    comparison = []
+    for concurrency in levels:
+        direct = next(r for r in results if r.target == "backend" and r.concurrency == concurrency)
+        ours = next(
+            r for r in results if r.target == "switchboard" and r.concurrency == concurrency
+        )
+        comparison.append(
+            {
+                "concurrency": concurrency,
+                "added_ttft_p50_ms": round(ours.ttft_p50_ms - direct.ttft_p50_ms, 2),
+                "added_ttft_p99_ms": round(ours.ttft_p99_ms - direct.ttft_p99_ms, 2),
+                "total_ratio_p50": round(ours.total_p50_ms / direct.total_p50_ms, 4),
+                "errors": ours.errors,
+                "one_event_per_token": ours.events_per_stream == [tokens],
+                "server_cpu_ms_per_stream": ours.server_cpu_ms_per_stream,
+            }
+        )
+    return {
+        "benchmark": "streaming_overhead",
+        "config": {"tokens": tokens, "ttft_ms": ttft_ms, "gap_ms": gap_ms, "levels": list(levels)},
+        "levels": [asdict(r) for r in results],
+        "comparison": comparison,
+    }

@@ -1,0 +1,1 @@
+"""Switchboard's test suite; a package so shared helpers import as ``tests.backends``."""

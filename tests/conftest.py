@@ -1,0 +1,73 @@
+"""Shared fixtures: the scripted backend and the service built on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+import pytest
+
+from switchboard.settings import Settings
+from tests.backends import ScriptedBackend
+from tests.service_runner import running_service
+
+
+@pytest.fixture(scope="session")
+def scripted_session() -> Iterator[ScriptedBackend]:
+    with ScriptedBackend() as backend:
+        yield backend
+
+
+@pytest.fixture
+def backend(scripted_session: ScriptedBackend) -> ScriptedBackend:
+    """The primary scripted backend, with a clean script for each test."""
+    scripted_session.reset()
+    return scripted_session
+
+
+@pytest.fixture(scope="session")
+def scripted_spare() -> Iterator[ScriptedBackend]:
+    with ScriptedBackend() as backend:
+        yield backend
+
+
+@pytest.fixture
+def spare(scripted_spare: ScriptedBackend) -> ScriptedBackend:
+    """A second scripted backend, for failover."""
+    scripted_spare.reset()
+    return scripted_spare
+
+
+def backend_entry(name: str, backend: ScriptedBackend) -> dict[str, Any]:
+    """A backend configuration that serves each role with a model named after the role, so that
+    tests can script the router, generator and judge apart."""
+    return {
+        "name": name,
+        "base_url": backend.url,
+        "models": {r: r for r in ("router", "generator", "crew", "judge", "embeddings")},
+    }
+
+
+def make_settings(*backends: dict[str, Any], **groups: dict[str, Any]) -> Settings:
+    """Settings for a test: the given backends, fast timeouts, no bundled model."""
+    llm = {
+        "backends": list(backends),
+        "connect_timeout": 1.0,
+        "first_token_timeout": 5.0,
+        "idle_timeout": 5.0,
+        "request_timeout": 5.0,
+        "retry_backoff": 0.01,
+        **groups.pop("llm", {}),
+    }
+    return Settings(llm=llm, local={"mode": "off"}, **groups)  # type: ignore[arg-type]
+
+
+ServiceFactory = Callable[..., AbstractContextManager[str]]
+
+
+@pytest.fixture
+def service(backend: ScriptedBackend) -> Iterator[str]:
+    """The service on the primary scripted backend, with default settings."""
+    with running_service(make_settings(backend_entry("primary", backend))) as url:
+        yield url

@@ -1,0 +1,60 @@
+"""The whole path against the real SmolLM2-135M model behind llama.cpp's server, started by the
+service itself exactly as the embedded default does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from switchboard.settings import Settings
+from tests.service_runner import running_service
+from tests.sse import stream_turn
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data_dir: Path = tmp_path_factory.mktemp("switchboard")
+    settings = Settings(server={"data_dir": data_dir}, local={"mode": "auto"}, llm={"backends": []})  # type: ignore[arg-type]
+    assert settings.wants_local_backend
+    with running_service(settings) as url:
+        yield url
+
+
+def test_native_stream_answers_with_the_real_model(local_service: str) -> None:
+    events = stream_turn(local_service, "What is the capital of France?", max_tokens=48)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "metadata" and kinds[-1] == "end"
+    route = events[1].data
+    # The router model's answer is grammar-constrained, so it parses.
+    assert route["reason"] == "classified by the router model", route
+    tokens = [e.data["text"] for e in events if e.kind == "token"]
+    assert len(tokens) > 3
+    output = events[-1].data["output"]
+    assert output["answer"] == "".join(tokens) and output["answer"].strip()
+    quality = next(e.data for e in events if e.kind == "quality")
+    assert quality["score"] is not None, quality
+    assert output["usage"]["completion_tokens"] == len(tokens)
+
+
+def test_openai_client_streams_a_real_answer(local_service: str) -> None:
+    client = OpenAI(base_url=f"{local_service}/v1", api_key="unused")
+    stream = client.chat.completions.create(
+        model="switchboard",
+        messages=[{"role": "user", "content": "Name three colours."}],
+        max_tokens=32,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    reply = client.chat.completions.create(
+        model="switchboard", messages=[{"role": "user", "content": "Say hello."}], max_tokens=24
+    )
+    assert reply.choices[0].message.content
