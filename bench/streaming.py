@@ -132,23 +132,23 @@ async def _level(
 
 
 @contextmanager
-def _process(args: list[str], env: dict[str, str], ready: str) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        args,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def _process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[int]:
+    """Run a server process until the block ends; yield its pid once `ready_url` answers."""
+    process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env})
     try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if ready in line:
-                break
-        else:
-            raise RuntimeError(f"{args[:3]} exited before it was ready")
-        yield process
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{args[:4]} exited with {process.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{args[:4]} not ready after 60 s")
+            try:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        yield process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -178,16 +178,16 @@ def run(
     ]  # fmt: skip
     results: list[LevelResult] = []
     with (
-        _process(backend_args, {}, "READY"),
-        _process(service_args, service_env, "Application startup complete") as service,
+        _process(backend_args, {}, f"{backend_url}/models"),
+        _process(service_args, service_env, f"http://127.0.0.1:{service_port}/healthz") as pid,
     ):
         for concurrency in levels:
             rounds = 5 if concurrency == 1 else 2
-            for target, url, model, pid in (
+            for target, url, model, server_pid in (
                 ("backend", backend_url, "scripted", None),
-                ("switchboard", f"http://127.0.0.1:{service_port}/v1", "switchboard", service.pid),
+                ("switchboard", f"http://127.0.0.1:{service_port}/v1", "switchboard", pid),
             ):
-                level = asyncio.run(_level(target, url, model, concurrency, rounds, pid))
+                level = asyncio.run(_level(target, url, model, concurrency, rounds, server_pid))
                 results.append(level)
                 print(
                     f"{target:>11} c={concurrency:<3} ttft p50 {level.ttft_p50_ms:7.1f} ms "
