@@ -17,20 +17,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from bench._client import Connection, StreamSample
 from switchboard.llm.local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class StreamSample:
-    ttft: float  # seconds to the first content chunk
-    total: float  # seconds to the end of the stream
-    events: int  # content chunks received
-    error: str | None
 
 
 @dataclass
@@ -62,31 +56,6 @@ def _cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-async def _one_stream(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> StreamSample:
-    started = time.perf_counter()
-    first = 0.0
-    events = 0
-    try:
-        async with client.stream("POST", url, json=body) as response:
-            if response.status_code != 200:
-                await response.aread()
-                return StreamSample(0, 0, 0, f"HTTP {response.status_code}")
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if "error" in chunk:
-                    return StreamSample(0, 0, events, str(chunk["error"]))
-                choices = chunk.get("choices")
-                if choices and choices[0]["delta"].get("content"):
-                    events += 1
-                    if events == 1:
-                        first = time.perf_counter() - started
-    except httpx.HTTPError as exc:
-        return StreamSample(0, 0, events, repr(exc))
-    return StreamSample(first, time.perf_counter() - started, events, None)
-
-
 async def _level(
     target: str, base_url: str, model: str, concurrency: int, rounds: int, server_pid: int | None
 ) -> LevelResult:
@@ -98,23 +67,19 @@ async def _level(
     }
     if target == "switchboard":
         body |= {"route": "direct", "quality_check": False}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        url = f"{base_url}/chat/completions"
-        await _one_stream(client, url, body)  # warm the connection and code paths
-        cpu_before = _cpu_seconds(server_pid) if server_pid else None
-        started = time.perf_counter()
-        samples: list[StreamSample] = []
-        for _ in range(rounds):
-            samples += await asyncio.gather(
-                *(_one_stream(client, url, body) for _ in range(concurrency))
-            )
-        wall = time.perf_counter() - started
-        cpu = (
-            (_cpu_seconds(server_pid) - cpu_before)
-            if server_pid and cpu_before is not None
-            else None
-        )
+    host, port = urlsplit(base_url).hostname or "127.0.0.1", urlsplit(base_url).port or 80
+    path = f"{urlsplit(base_url).path}/chat/completions"
+    # One keep-alive connection per concurrent client, as a pooled HTTP client would hold.
+    connections = [Connection(host, port) for _ in range(concurrency)]
+    await asyncio.gather(*(c.stream(path, body) for c in connections))  # warm up
+    cpu_before = _cpu_seconds(server_pid) if server_pid else None
+    started = time.perf_counter()
+    samples: list[StreamSample] = []
+    for _ in range(rounds):
+        samples += await asyncio.gather(*(c.stream(path, body) for c in connections))
+    wall = time.perf_counter() - started
+    cpu = _cpu_seconds(server_pid) - cpu_before if server_pid and cpu_before is not None else None
+    await asyncio.gather(*(c.close() for c in connections))
     good = [s for s in samples if s.error is None]
     return LevelResult(
         target=target,

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchboard.errors import (
-    BackendRejected,
     BackendTimeout,
     BackendUnavailable,
     StreamInterrupted,
@@ -215,11 +214,11 @@ class LLMPool:
                 except RetryableFailure as exc:
                     attempts.append(_Attempt(backend.name, exc.reason, exc.retry_after))
                     continue
-                except (TransportFailure, TimeoutError, BackendRejected) as exc:
-                    if isinstance(exc, BackendRejected):
-                        backend.breaker.release()
-                        raise
-                    reason = str(exc) or f"no answer in {self.settings.request_timeout:g}s"
+                except TransportFailure as exc:
+                    attempts.append(_Attempt(backend.name, str(exc)))
+                    break
+                except TimeoutError:
+                    reason = f"no answer in {self.settings.request_timeout:g}s"
                     attempts.append(_Attempt(backend.name, reason))
                     break
                 except BaseException:

@@ -1,8 +1,10 @@
 import json
+from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from switchboard.settings import Role, SettingsError, load_settings
+from switchboard.settings import Role, Settings, SettingsError, load_settings
 
 
 def test_defaults_start_the_bundled_backend(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,3 +54,31 @@ def test_backend_problems_are_explained(monkeypatch: pytest.MonkeyPatch) -> None
     message = str(caught.value)
     assert "SWITCHBOARD_LLM__BACKENDS (1.base_url)" in message
     assert "backend 'b' names no model" in message
+
+
+def _as_env(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return json.dumps(value)
+    return str(value)
+
+
+def test_env_example_documents_every_setting_with_its_default() -> None:
+    documented: dict[str, str] = {}
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    for line in example.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            documented[name] = value.strip('"')
+    defaults = Settings()
+    expected: dict[str, str] = {}
+    for group in Settings.model_fields:
+        model = getattr(defaults, group)
+        assert isinstance(model, BaseModel)
+        for name in type(model).model_fields:
+            key = f"SWITCHBOARD_{group.upper()}__{name.upper()}"
+            expected[key] = _as_env(getattr(model, name))
+    assert documented == expected
