@@ -45,8 +45,27 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "streaming.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(figures["comparison"], indent=2))
+    print(markdown_table(figures["comparison"]))
     print(f"saved {path}")
+
+
+def markdown_table(comparison: list[dict[str, Any]]) -> str:
+    """The comparison as the Markdown table docs/benchmarks.md shows."""
+    lines = [
+        "| streams | arrivals | added TTFT p50 | added TTFT p99 | total ratio p50 "
+        "| total ratio p99 | errors | one event per token | server CPU per stream |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in comparison:
+        cpu = row["server_cpu_ms_per_stream"]
+        lines.append(
+            f"| {row['concurrency']} | {row['arrivals']} | {row['added_ttft_p50_ms']:.1f} ms "
+            f"| {row['added_ttft_p99_ms']:.1f} ms | {row['total_ratio_p50']:.3f} "
+            f"| {row['total_ratio_p99']:.3f} | {row['errors']} "
+            f"| {'yes' if row['one_event_per_token'] else 'no'} "
+            f"| {cpu:.0f} ms |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -45,17 +45,26 @@ class Connection:
         ).encode() + payload
         started = time.perf_counter()
         try:
-            if self._writer is None:
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+            # A kept-alive connection may have been closed by the server while idle (uvicorn
+            # closes after 5 s); like any HTTP client, open a new one and send again.
+            for reused in (self._writer is not None, False):
+                if self._writer is None:
+                    self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+                assert self._reader is not None
+                self._writer.write(request)
+                status = await self._reader.readline()
+                if status or not reused:
+                    break
+                await self.close()
             assert self._reader is not None
-            self._writer.write(request)
-            return await self._read(self._reader, started)
+            return await self._read(self._reader, status, started)
         except (OSError, asyncio.IncompleteReadError) as exc:
             await self.close()
             return StreamSample(0, 0, 0, repr(exc))
 
-    async def _read(self, reader: asyncio.StreamReader, started: float) -> StreamSample:
-        status = await reader.readline()
+    async def _read(
+        self, reader: asyncio.StreamReader, status: bytes, started: float
+    ) -> StreamSample:
         while (await reader.readline()) not in (b"\r\n", b""):
             pass  # headers
         if b" 200 " not in status:

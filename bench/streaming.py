@@ -7,6 +7,7 @@ process, and the load comes from this one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @dataclass
 class LevelResult:
     target: str
+    arrivals: str  # "burst" or "staggered"
     concurrency: int
     streams: int
     errors: int
@@ -38,6 +40,7 @@ class LevelResult:
     total_p50_ms: float
     total_p99_ms: float
     events_per_stream: list[int]
+    error_kinds: list[str]
     wall_s: float
     server_cpu_ms_per_stream: float | None
 
@@ -57,8 +60,19 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _level(
-    target: str, base_url: str, model: str, concurrency: int, rounds: int, server_pid: int | None
+    target: str,
+    base_url: str,
+    model: str,
+    concurrency: int,
+    rounds: int,
+    server_pid: int | None,
+    stagger: float,
 ) -> LevelResult:
+    """`concurrency` clients, each running `rounds` streams back to back on its own connection.
+    With `stagger` 0 they all start together and, as every reply takes the same time, stay in
+    lock-step (a burst of simultaneous requests each round); with `stagger` = one stream's
+    duration, client i starts i/concurrency of it later, so requests arrive evenly spread while
+    `concurrency` streams are always open."""
     body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": "user", "content": "Write a long answer."}],
@@ -74,15 +88,20 @@ async def _level(
     await asyncio.gather(*(c.stream(path, body) for c in connections))  # warm up
     cpu_before = _cpu_seconds(server_pid) if server_pid else None
     started = time.perf_counter()
-    samples: list[StreamSample] = []
-    for _ in range(rounds):
-        samples += await asyncio.gather(*(c.stream(path, body) for c in connections))
+
+    async def client(index: int, connection: Connection) -> list[StreamSample]:
+        await asyncio.sleep(stagger * index / concurrency)
+        return [await connection.stream(path, body) for _ in range(rounds)]
+
+    per_client = await asyncio.gather(*(client(i, c) for i, c in enumerate(connections)))
+    samples = [sample for samples in per_client for sample in samples]
     wall = time.perf_counter() - started
     cpu = _cpu_seconds(server_pid) - cpu_before if server_pid and cpu_before is not None else None
     await asyncio.gather(*(c.close() for c in connections))
     good = [s for s in samples if s.error is None]
     return LevelResult(
         target=target,
+        arrivals="staggered" if stagger else "burst",
         concurrency=concurrency,
         streams=len(samples),
         errors=len(samples) - len(good),
@@ -91,6 +110,7 @@ async def _level(
         total_p50_ms=_percentile([s.total for s in good], 0.5) * 1000,
         total_p99_ms=_percentile([s.total for s in good], 0.99) * 1000,
         events_per_stream=sorted({s.events for s in samples}),
+        error_kinds=sorted({s.error[:120] for s in samples if s.error}),
         wall_s=wall,
         server_cpu_ms_per_stream=(cpu * 1000 / len(samples)) if cpu is not None else None,
     )
@@ -107,11 +127,9 @@ def _process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[i
                 raise RuntimeError(f"{args[:4]} exited with {process.returncode}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{args[:4]} not ready after 60 s")
-            try:
+            with contextlib.suppress(httpx.HTTPError):  # not listening yet
                 if httpx.get(ready_url, timeout=1).status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
             time.sleep(0.1)
         yield process.pid
     finally:
@@ -141,38 +159,44 @@ def run(
         "--host", "127.0.0.1", "--port", str(service_port), "--log-level", "warning",
         "--no-access-log",
     ]  # fmt: skip
+    stream_seconds = (ttft_ms + tokens * gap_ms) / 1000
     results: list[LevelResult] = []
     with (
         _process(backend_args, {}, f"{backend_url}/models"),
         _process(service_args, service_env, f"http://127.0.0.1:{service_port}/healthz") as pid,
     ):
         for concurrency in levels:
-            rounds = 5 if concurrency == 1 else 2
-            for target, url, model, server_pid in (
-                ("backend", backend_url, "scripted", None),
-                ("switchboard", f"http://127.0.0.1:{service_port}/v1", "switchboard", pid),
-            ):
-                level = asyncio.run(_level(target, url, model, concurrency, rounds, server_pid))
-                results.append(level)
-                print(
-                    f"{target:>11} c={concurrency:<3} ttft p50 {level.ttft_p50_ms:7.1f} ms "
-                    f"p99 {level.ttft_p99_ms:7.1f} ms  total p50 {level.total_p50_ms:7.1f} ms "
-                    f"p99 {level.total_p99_ms:7.1f} ms  errors {level.errors}  "
-                    f"events/stream {level.events_per_stream}",
-                    flush=True,
-                )
+            rounds = 5 if concurrency == 1 else 3
+            patterns = [0.0] if concurrency == 1 else [0.0, stream_seconds]
+            for stagger in patterns:
+                for target, url, model, server_pid in (
+                    ("backend", backend_url, "scripted", None),
+                    ("switchboard", f"http://127.0.0.1:{service_port}/v1", "switchboard", pid),
+                ):
+                    level = asyncio.run(
+                        _level(target, url, model, concurrency, rounds, server_pid, stagger)
+                    )
+                    results.append(level)
+                    print(_describe(level), flush=True)
     comparison = []
-    for concurrency in levels:
-        direct = next(r for r in results if r.target == "backend" and r.concurrency == concurrency)
-        ours = next(
-            r for r in results if r.target == "switchboard" and r.concurrency == concurrency
+    for ours in results:
+        if ours.target != "switchboard":
+            continue
+        direct = next(
+            r
+            for r in results
+            if r.target == "backend"
+            and r.concurrency == ours.concurrency
+            and r.arrivals == ours.arrivals
         )
         comparison.append(
             {
-                "concurrency": concurrency,
+                "concurrency": ours.concurrency,
+                "arrivals": ours.arrivals,
                 "added_ttft_p50_ms": round(ours.ttft_p50_ms - direct.ttft_p50_ms, 2),
                 "added_ttft_p99_ms": round(ours.ttft_p99_ms - direct.ttft_p99_ms, 2),
                 "total_ratio_p50": round(ours.total_p50_ms / direct.total_p50_ms, 4),
+                "total_ratio_p99": round(ours.total_p99_ms / direct.total_p99_ms, 4),
                 "errors": ours.errors,
                 "one_event_per_token": ours.events_per_stream == [tokens],
                 "server_cpu_ms_per_stream": ours.server_cpu_ms_per_stream,
@@ -184,3 +208,12 @@ def run(
         "levels": [asdict(r) for r in results],
         "comparison": comparison,
     }
+
+
+def _describe(level: LevelResult) -> str:
+    return (
+        f"{level.target:>11} c={level.concurrency:<3} {level.arrivals:<9} "
+        f"ttft p50 {level.ttft_p50_ms:7.1f} ms p99 {level.ttft_p99_ms:7.1f} ms  "
+        f"total p50 {level.total_p50_ms:7.1f} ms p99 {level.total_p99_ms:7.1f} ms  "
+        f"errors {level.errors}  events/stream {level.events_per_stream}"
+    )

@@ -114,13 +114,7 @@ async def _ask_router(ctx: RouterContext, question: str) -> tuple[Route | None, 
 def parse_route(text: str) -> Route | None:
     """The route named by a router model's answer: a JSON object with `route`, or a bare route
     name; None for anything else."""
-    candidate: object = text.strip()
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    else:
-        candidate = parsed.get("route") if isinstance(parsed, dict) else parsed
+    candidate = _answer_value(text, "route")
     if isinstance(candidate, str) and candidate.strip().lower() in ALL_ROUTES:
         return cast(Route, candidate.strip().lower())
     return None
@@ -226,18 +220,22 @@ async def _judge(ctx: RouterContext, question: str, answer: str) -> tuple[float 
 
 def parse_score(text: str) -> int | None:
     """The 1-5 score in a judge's answer (JSON `{"score": n}` or a bare number), else None."""
-    candidate: object = text.strip()
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    else:
-        candidate = parsed.get("score") if isinstance(parsed, dict) else parsed
+    candidate = _answer_value(text, "score")
     if isinstance(candidate, str) and candidate.isdigit():
         candidate = int(candidate)
     if isinstance(candidate, int) and not isinstance(candidate, bool) and 1 <= candidate <= 5:
         return candidate
     return None
+
+
+def _answer_value(text: str, key: str) -> object:
+    """What a model's structured answer says for `key`: the field of a JSON object, a bare JSON
+    value, or, for text that is not JSON, the text itself."""
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        return text.strip()
+    return parsed.get(key) if isinstance(parsed, dict) else parsed
 
 
 def _json_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:

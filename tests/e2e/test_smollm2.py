@@ -58,3 +58,16 @@ def test_openai_client_streams_a_real_answer(local_service: str) -> None:
         model="switchboard", messages=[{"role": "user", "content": "Say hello."}], max_tokens=24
     )
     assert reply.choices[0].message.content
+
+
+def test_the_bundled_server_stops_with_the_service(tmp_path: Path) -> None:
+    import httpx
+
+    settings = Settings(server={"data_dir": tmp_path}, local={"mode": "on"})  # type: ignore[arg-type]
+    with running_service(settings) as url:
+        ready = httpx.get(f"{url}/readyz").json()
+        local_url = ready["backends"]["local-llamacpp"]["url"]
+        assert ready["backends"]["local-llamacpp"]["status"] == "up"
+        assert httpx.get(f"{local_url}/models").status_code == 200
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{local_url}/models", timeout=2)

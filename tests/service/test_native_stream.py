@@ -111,3 +111,13 @@ def test_judge_failure_keeps_the_answer(service: str, backend: ScriptedBackend) 
     quality = next(e for e in events if e.kind == "quality")
     assert quality.data["score"] is None and "unparsable" in quality.data["detail"]
     assert events[-1].kind == "end" and events[-1].data["output"]["answer"] == "fine"
+
+
+def test_openapi_documents_the_surface(service: str) -> None:
+    import httpx
+
+    schema = httpx.get(f"{service}/openapi.json").json()
+    for path in ("/v1/models", "/v1/chat/completions", "/v1/chat/stream", "/healthz", "/readyz"):
+        assert path in schema["paths"], path
+    docs = httpx.get(f"{service}/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
