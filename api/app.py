@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import BodySizeLimit, install_error_handlers
-from api.routes import health, native, openai
+from api.routes import documents, health, native, openai
 from api.services import open_services
 from switchboard.settings import Settings, load_settings
 
@@ -31,8 +31,15 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(native.router)
+    app.include_router(documents.router)
     app.include_router(health.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    uploads = settings.retrieval
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.limits.max_body_bytes,
+        # Multipart framing on top of the files themselves.
+        overrides={"/documents": uploads.max_upload_bytes * uploads.max_upload_files + 65536},
+    )
     return app
 
 

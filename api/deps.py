@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from api.services import Services
 
@@ -14,3 +14,19 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_tenant(
+    x_switchboard_tenant: Annotated[
+        str,
+        Header(
+            pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+            description="Until API keys map callers "
+            "to tenants, the caller names its tenant; `default` when absent.",
+        ),
+    ] = "default",
+) -> str:
+    return x_switchboard_tenant
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]

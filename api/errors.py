@@ -60,20 +60,27 @@ def _from_validation(exc: RequestValidationError) -> InvalidRequest:
 
 
 class BodySizeLimit:
-    """Refuses request bodies over `max_bytes` with 413, before they are read whole: by
-    Content-Length when given, else by counting the chunks as they arrive."""
+    """Refuses request bodies over the limit with 413, before they are read whole: by
+    Content-Length when given, else by counting the chunks as they arrive. `max_bytes` holds
+    for every path but those under a prefix in `overrides` (uploads)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int]) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = max_bytes
+        self.overrides = overrides
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path: str = scope["path"]
+        limit = next(
+            (size for prefix, size in self.overrides.items() if path.startswith(prefix)),
+            self.default,
+        )
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._refuse(limit, scope, receive, send)
                 return
         seen = 0
 
@@ -82,17 +89,17 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise _TooLarge
             return message
 
         try:
             await self.app(scope, counting_receive, send)
         except _TooLarge:
-            await self._refuse(scope, receive, send)
+            await self._refuse(limit, scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exc = PayloadTooLarge(f"request body is larger than {self.max_bytes} bytes")
+    async def _refuse(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = PayloadTooLarge(f"request body is larger than {limit} bytes")
         await error_response(exc)(scope, receive, send)
 
 

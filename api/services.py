@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from graphs import WorkflowSpec, build_registry
+from memory.ingest import Ingestor, Prepared, VectorStage
+from memory.retrieval import Retriever
+from memory.store import QdrantStore
+from switchboard.embeddings import BackendEmbedder, Embedder, ThreadedEmbedder
+from switchboard.errors import SwitchboardError
 from switchboard.llm import LLMPool
 from switchboard.llm.local import LocalLlamaServer
 from switchboard.settings import Settings
@@ -16,17 +22,38 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
+class Retrieval:
+    """Documents in and passages out: the store, the embedder and the pipeline over them."""
+
+    store: QdrantStore
+    embedder: Embedder
+    ingestor: Ingestor
+    retriever: Retriever
+    background: set[asyncio.Task[object]] = field(default_factory=set)
+
+    def ingest_in_background(self, prepared: Prepared) -> None:
+        """Run the pipeline after the response; the record's status tells the client how far
+        it got."""
+        task: asyncio.Task[object] = asyncio.create_task(self.ingestor.run(prepared))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+@dataclass(slots=True)
 class Services:
     settings: Settings
     llm: LLMPool
     workflows: dict[str, WorkflowSpec]
     local: LocalLlamaServer | None
+    retrieval: Retrieval | None
+    retrieval_error: str | None  # why retrieval is off, for /readyz
 
 
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Start what the service depends on (the bundled model server when no backend is
-    configured) and build the shared clients; stop and close them on exit."""
+    configured) and build the shared clients; stop and close them on exit. A store or embedder
+    that cannot start leaves the service up with the rag route off and `/readyz` saying why."""
     local: LocalLlamaServer | None = None
     backends = list(settings.llm.backends)
     if settings.wants_local_backend:
@@ -34,9 +61,62 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await local.start()
         backends.append(local.backend)
     llm = LLMPool(settings.llm, backends)
+    retrieval: Retrieval | None = None
+    retrieval_error: str | None = None
     try:
-        yield Services(settings=settings, llm=llm, workflows=build_registry(), local=local)
+        retrieval = await _open_retrieval(settings, llm)
+    except SwitchboardError as exc:
+        retrieval_error = exc.message
+        log.error("retrieval is off: %s", exc.message)
+    try:
+        yield Services(
+            settings=settings,
+            llm=llm,
+            workflows=build_registry(),
+            local=local,
+            retrieval=retrieval,
+            retrieval_error=retrieval_error,
+        )
     finally:
+        if retrieval is not None:
+            for task in list(retrieval.background):
+                task.cancel()
+            await asyncio.gather(*retrieval.background, return_exceptions=True)
+            await retrieval.store.close()
         await llm.aclose()
         if local is not None:
             await local.stop()
+
+
+async def _open_retrieval(settings: Settings, llm: LLMPool) -> Retrieval:
+    embedder = await _open_embedder(settings, llm)
+    config = settings.retrieval
+    store = QdrantStore(
+        collection=config.collection,
+        url=config.qdrant_url,
+        api_key=config.qdrant_api_key,
+        path=settings.server.data_dir / "qdrant",
+    )
+    try:
+        await store.ensure_schema(embedder.dimension)
+    except SwitchboardError:
+        await store.close()
+        raise
+    stages = [VectorStage(store, embedder, settings.embeddings.batch_size)]
+    return Retrieval(
+        store=store,
+        embedder=embedder,
+        ingestor=Ingestor(store, config, stages),
+        retriever=Retriever(store, embedder, config),
+    )
+
+
+async def _open_embedder(settings: Settings, llm: LLMPool) -> Embedder:
+    if settings.embeddings.mode == "backend":
+        backend = BackendEmbedder(llm, settings.embeddings.batch_size)
+        await backend.probe()
+        return backend
+    from switchboard.local_embedder import LocalEmbedder  # onnxruntime: import only when used
+
+    model = await asyncio.to_thread(LocalEmbedder, settings.embeddings.threads)
+    return ThreadedEmbedder(model, settings.embeddings.batch_size)

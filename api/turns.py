@@ -27,6 +27,7 @@ class Turn:
 
 def prepare_turn(
     services: Services,
+    tenant: str,
     workflow: str,
     messages: Sequence[ChatMessageIn],
     options: SwitchboardOptions,
@@ -76,6 +77,9 @@ def prepare_turn(
         temperature=temperature,
         route=options.route,
         allow_retry=allow_retry,
+        retriever=services.retrieval.retriever if services.retrieval else None,
+        tenant=tenant,
+        context_tokens=settings.retrieval.context_tokens,
     )
     info = new_run(spec.name, options.thread_id)
     return Turn(spec=spec, info=info, input={"messages": converted}, context=context)

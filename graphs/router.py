@@ -1,15 +1,16 @@
 """The router graph: classify → (rag | direct | crew) → generate → check_quality.
 
 `classify` asks the router model for a route with a constrained (JSON-schema) answer and falls
-back to `direct` on anything it cannot use. Only the routes in `AVAILABLE_ROUTES` can be taken;
-`rag` and `crew` join when their issues land. `check_quality` grades the answer with the judge
-model and, on a low score, sends it back to `generate` once.
+back to `direct` on anything it cannot use. Only the routes in the run's `routes` can be taken:
+`rag` when retrieval is set up, `crew` when its issue lands. `check_quality` grades the answer
+with the judge model and, on a low score, sends it back to `generate` once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict, cast, get_args
 
@@ -19,16 +20,18 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from graphs import prompts
-from switchboard.errors import BackendError
+from memory.retrieval import Retriever
+from memory.store import SearchFilter
+from switchboard.errors import BackendError, SwitchboardError
 from switchboard.events import Event, EventKind, token
 from switchboard.llm import LLMPool, Message
+from switchboard.llm.tokens import estimate_tokens
 from switchboard.settings import QualitySettings, Role, RouterSettings
 
 log = logging.getLogger(__name__)
 
 Route = Literal["rag", "direct", "crew"]
 ALL_ROUTES: tuple[Route, ...] = get_args(Route)
-AVAILABLE_ROUTES: tuple[Route, ...] = ("direct",)
 _CLASSIFIER_INPUT_CHARS = 2000
 
 
@@ -43,6 +46,8 @@ class RouterOutput(TypedDict, total=False):
     attempts: int
     usage: dict[str, int | bool]
     finish_reason: str
+    sources: list[dict[str, Any]]
+    citations: list[int]
 
 
 class RouterState(TypedDict):
@@ -54,6 +59,8 @@ class RouterState(TypedDict):
     attempts: NotRequired[int]
     usage: NotRequired[dict[str, int | bool]]
     finish_reason: NotRequired[str]
+    sources: NotRequired[list[dict[str, Any]]]
+    citations: NotRequired[list[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,13 @@ class RouterContext:
     temperature: float | None = None
     route: Route | None = None  # pinned by the request: skip classification
     allow_retry: bool = True  # False when tokens already sent cannot be taken back
+    retriever: Retriever | None = None  # None: the rag route is not available
+    tenant: str = "default"
+    context_tokens: int = 1200
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return ("rag", "direct") if self.retriever is not None else ("direct",)
 
 
 async def classify(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
@@ -78,7 +92,7 @@ async def classify(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
         requested, reason = ctx.route, "pinned by the request"
     else:
         requested, reason = await _ask_router(ctx, _last_user_text(state["messages"]))
-    route: Route = requested if requested in AVAILABLE_ROUTES else "direct"
+    route: Route = requested if requested in ctx.routes else "direct"
     if requested != route:
         reason = f"{reason}; {requested!r} is not available, using direct"
     write(Event(EventKind.ROUTE, {"route": route, "requested": requested, "reason": reason}))
@@ -130,6 +144,63 @@ def direct(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     return {"prompt": [system, *messages]}
 
 
+async def rag(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    """The rag route: retrieve, stream the sources, and put them in the prompt, numbered, within
+    the context budget. A store or embedder failure degrades to an answer that says so."""
+    ctx = runtime.context
+    write = get_stream_writer()
+    assert ctx.retriever is not None, "rag is routed to only when retrieval is set up"
+    try:
+        found = await ctx.retriever.retrieve(
+            _last_user_text(state["messages"]), SearchFilter(tenant=ctx.tenant)
+        )
+    except SwitchboardError as exc:
+        write(Event(EventKind.SOURCES, {"sources": [], "degraded": exc.message}))
+        note = prompts.RAG_UNAVAILABLE.format(reason=exc.code)
+        return {"prompt": [{"role": "system", "content": note}, *state["messages"]], "sources": []}
+    sources = _within_budget([s.public() for s in found], ctx.context_tokens)
+    for number, source in enumerate(sources, start=1):
+        source["number"] = number
+    write(Event(EventKind.SOURCES, {"sources": sources}))
+    system = prompts.RAG.format(sources=_format_sources(sources))
+    conversation = [m for m in state["messages"] if m.get("role") != "system"]
+    return {"prompt": [{"role": "system", "content": system}, *conversation], "sources": sources}
+
+
+def _within_budget(sources: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    kept: list[dict[str, Any]] = []
+    used = 0
+    for source in sources:
+        cost = estimate_tokens(source["text"])
+        if kept and used + cost > budget:
+            break
+        kept.append(source)
+        used += cost
+    return kept
+
+
+def _format_sources(sources: list[dict[str, Any]]) -> str:
+    # Delimited blocks: retrieved text is quoted data, never part of the instructions.
+    blocks = []
+    for source in sources:
+        where = " / ".join(p for p in (source["title"], source.get("section")) if p)
+        blocks.append(f"[{source['number']}] {where}\n<<<SOURCE\n{source['text']}\nSOURCE>>>")
+    return "\n\n".join(blocks)
+
+
+def cited_numbers(answer: str, count: int) -> list[int]:
+    """The source numbers an answer cites ([n] markers), in order of first use, within 1..count."""
+    seen: list[int] = []
+    for match in _CITATION.finditer(answer):
+        number = int(match.group(1))
+        if 1 <= number <= count and number not in seen:
+            seen.append(number)
+    return seen
+
+
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+
+
 async def generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     ctx = runtime.context
     write = get_stream_writer()
@@ -147,8 +218,10 @@ async def generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
         pieces.append(piece)
         write(token(piece))
     usage = stream.usage
+    answer = "".join(pieces)
     return {
-        "answer": "".join(pieces),
+        "answer": answer,
+        "citations": cited_numbers(answer, len(state.get("sources", []))),
         "attempts": attempts,
         "usage": {
             "prompt_tokens": usage.prompt_tokens,
@@ -262,12 +335,16 @@ def build_router_graph() -> RouterGraph:
     )
     graph.add_node("classify", classify)
     graph.add_node("direct", direct)
+    graph.add_node("rag", rag)
     graph.add_node("generate", generate)
     graph.add_node("check_quality", check_quality)
     graph.add_edge(START, "classify")
-    # One entry per available route; `rag` and `crew` nodes are added by their issues.
-    graph.add_conditional_edges("classify", lambda s: s["route"], {"direct": "direct"})
+    # One entry per route with a node; the `crew` node is added by its issue.
+    graph.add_conditional_edges(
+        "classify", lambda s: s["route"], {"direct": "direct", "rag": "rag"}
+    )
     graph.add_edge("direct", "generate")
+    graph.add_edge("rag", "generate")
     graph.add_edge("generate", "check_quality")
     graph.add_conditional_edges("check_quality", after_quality, ["generate", END])
     return graph.compile(name="router")

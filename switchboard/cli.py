@@ -1,4 +1,5 @@
-"""The `switchboard` command: `serve` runs the service, `chat` streams a turn to the terminal."""
+"""The `switchboard` command: `serve` runs the service, `chat` streams a turn to the terminal,
+`ingest` uploads documents."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 import httpx
 
@@ -29,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--workflow", default="switchboard")
     chat.add_argument("--events", action="store_true", help="print every event, not just text")
 
+    ingest = commands.add_parser("ingest", help="upload files or folders to the document store")
+    ingest.add_argument("paths", nargs="+", type=Path)
+    ingest.add_argument("--url", default=None, help="service URL (default: from the settings)")
+    ingest.add_argument("--tenant", default="default")
+
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -42,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             settings.server.log_level,
         )
     url = args.url or f"http://{settings.server.host}:{settings.server.port}"
+    if args.command == "ingest":
+        return _ingest(url, args.paths, args.tenant)
     return _chat(url, args.message, args.workflow, args.events)
 
 
@@ -86,6 +95,60 @@ def _chat(url: str, message: str, workflow: str, show_events: bool) -> int:
         )
         return 1
     return 0
+
+
+_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf"}
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in _SUFFIXES)
+        else:
+            found.append(path)
+    return found
+
+
+def _ingest(url: str, paths: list[Path], tenant: str) -> int:
+    """Upload each file, one request per file, with a progress bar on stderr."""
+    files = _files(paths)
+    if not files:
+        print("switchboard: no files to ingest", file=sys.stderr)
+        return 1
+    failures = 0
+    chunks = 0
+    headers = {"X-Switchboard-Tenant": tenant}
+    with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(10, read=600)) as client:
+        for done, path in enumerate(files, start=1):
+            try:
+                with path.open("rb") as handle:
+                    response = client.post("/documents", files={"files": (path.name, handle)})
+            except httpx.ConnectError:
+                print(f"\nswitchboard: no service at {url}", file=sys.stderr)
+                return 1
+            except OSError as exc:
+                outcome, failures = f"unreadable: {exc.strerror}", failures + 1
+            else:
+                body = response.json()
+                result = (body.get("documents") or [{}])[0]
+                if result.get("status") in ("ready", "processing"):
+                    document = result["document"]
+                    chunks += document["chunk_count"]
+                    outcome = f"{result['status']} ({document['chunk_count']} chunks)"
+                else:
+                    failures += 1
+                    outcome = "failed: " + (result.get("error") or body.get("error", {}))["message"]
+            bar = "#" * (30 * done // len(files))
+            sys.stderr.write(
+                f"\r[{bar:<30}] {done}/{len(files)} {path.name[:40]:<40} {outcome[:60]}"
+            )
+            if outcome.startswith(("failed", "unreadable")):
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+    sys.stderr.write("\n")
+    print(f"{len(files) - failures} of {len(files)} files ingested, {chunks} chunks")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The event model of a run: what every stream carries, in order.
 
-A stream opens with `metadata`, carries `route`, `token` (one per backend chunk), `quality` and
-`retry` as they happen, and ends with exactly one `end` or `error`.
+A stream opens with `metadata`, carries `route`, `sources` (rag: before the first token), `token`
+(one per backend chunk), `quality` and `retry` as they happen, and ends with exactly one `end` or
+`error`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 class EventKind(StrEnum):
     METADATA = "metadata"
     ROUTE = "route"
+    SOURCES = "sources"
     TOKEN = "token"
     QUALITY = "quality"
     RETRY = "retry"

@@ -115,6 +115,48 @@ class LimitSettings(BaseModel):
     max_tokens: int = Field(default=8192, ge=1, description="Largest max_tokens a request may ask.")
 
 
+class EmbeddingSettings(BaseModel):
+    """How chunks and queries become vectors."""
+
+    mode: Literal["local", "backend"] = Field(
+        default="local",
+        description="local: all-MiniLM-L6-v2 on this machine (int8 ONNX, offline); backend: the "
+        "`embeddings` role of the LLM backends through /v1/embeddings.",
+    )
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    threads: int = Field(default=2, ge=1, description="CPU threads of the local model.")
+
+
+class RetrievalSettings(BaseModel):
+    """Qdrant, chunking, hybrid retrieval and the rag route's context."""
+
+    qdrant_url: str | None = Field(
+        default=None, description="A Qdrant server; empty: local mode under the data folder."
+    )
+    qdrant_api_key: str | None = None
+    collection: str = Field(default="chunks", pattern=r"^[A-Za-z0-9_-]+$")
+    chunk_tokens: int = Field(default=200, ge=32, le=2048)
+    chunk_overlap: int = Field(default=30, ge=0, le=512)
+    top_k: int = Field(default=5, ge=1, le=50, description="Sources given to the generator.")
+    candidates: int = Field(default=30, ge=1, le=500, description="Per retriever, before fusion.")
+    rerank: bool = True
+    context_tokens: int = Field(default=1200, ge=64, description="Budget of retrieved text.")
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Per file.")
+    max_upload_files: int = Field(default=32, ge=1)
+    background_bytes: int = Field(
+        default=256 * 1024,
+        ge=0,
+        description="Uploads larger than this are ingested in the "
+        "background (202, poll GET /documents/{id}).",
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> RetrievalSettings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        return self
+
+
 class Settings(BaseSettings):
     """All settings. Build with `load_settings()` to get readable errors."""
 
@@ -133,6 +175,8 @@ class Settings(BaseSettings):
     router: RouterSettings = Field(default_factory=RouterSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
 
     @property
     def wants_local_backend(self) -> bool:

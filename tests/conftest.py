@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -50,7 +50,8 @@ def backend_entry(name: str, backend: ScriptedBackend) -> dict[str, Any]:
 
 
 def make_settings(*backends: dict[str, Any], **groups: dict[str, Any]) -> Settings:
-    """Settings for a test: the given backends, fast timeouts, no bundled model."""
+    """Settings for a test: the given backends, fast timeouts, no bundled model, embeddings from
+    the backends (the scripted backend's are deterministic), a fresh data folder."""
     llm = {
         "backends": list(backends),
         "connect_timeout": 1.0,
@@ -60,10 +61,10 @@ def make_settings(*backends: dict[str, Any], **groups: dict[str, Any]) -> Settin
         "retry_backoff": 0.01,
         **groups.pop("llm", {}),
     }
+    groups.setdefault("server", {})
+    groups["server"].setdefault("data_dir", tempfile.mkdtemp(prefix="switchboard-test-"))
+    groups.setdefault("embeddings", {"mode": "backend"})
     return Settings(llm=llm, local={"mode": "off"}, **groups)  # type: ignore[arg-type]
-
-
-ServiceFactory = Callable[..., AbstractContextManager[str]]
 
 
 @pytest.fixture

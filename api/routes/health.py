@@ -33,7 +33,20 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         state["status"] == "up" and b.config.model_for(Role.GENERATOR) is not None
         for b, state in zip(backends, states, strict=True)
     )
-    body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "backends": report}
+    retrieval = (
+        {
+            "status": "up",
+            "store": "qdrant-local" if services.retrieval.store.local else "qdrant",
+            "embedder": services.retrieval.embedder.model_id,
+        }
+        if services.retrieval is not None
+        else {"status": "down", "error": services.retrieval_error}
+    )
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "not_ready",
+        "backends": report,
+        "retrieval": retrieval,
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, TenantDep
 from api.schemas import NativeRunRequest
 from api.sse import sse_response
 from api.turns import prepare_turn
@@ -22,9 +22,12 @@ router = APIRouter(prefix="/v1", tags=["native"])
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def chat_stream(body: NativeRunRequest, services: ServicesDep) -> StreamingResponse:
+async def chat_stream(
+    body: NativeRunRequest, services: ServicesDep, tenant: TenantDep
+) -> StreamingResponse:
     turn = prepare_turn(
         services,
+        tenant,
         body.workflow,
         body.messages,
         body,

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, TenantDep
 from api.schemas import ChatCompletionRequest
 from api.sse import sse_response
 from api.turns import Turn, prepare_turn
@@ -41,9 +41,12 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, services: ServicesDep) -> Response:
+async def chat_completions(
+    body: ChatCompletionRequest, services: ServicesDep, tenant: TenantDep
+) -> Response:
     turn = prepare_turn(
         services,
+        tenant,
         body.model,
         body.messages,
         body,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from switchboard.errors import (
     BackendTimeout,
@@ -25,6 +25,8 @@ from switchboard.llm.tokens import estimate_prompt_tokens, estimate_tokens
 from switchboard.settings import BackendConfig, LLMSettings, Role
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 Message = dict[str, Any]
 
@@ -201,16 +203,41 @@ class LLMPool:
 
     async def complete(self, role: Role, messages: Sequence[Message], **params: Any) -> Completion:
         """A non-streamed chat call for `role`, with the same retries and failover."""
+
+        async def call(backend: Backend, model: str) -> Completion:
+            body = {**params, "model": model, "messages": list(messages), "stream": False}
+            data = await backend.wire.chat(body)
+            return _parse_completion(data, backend.name, model, messages)
+
+        return await self._call(role, call)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embeddings of `texts` from the `embeddings` role, in order, with retries and failover."""
+
+        async def call(backend: Backend, model: str) -> list[list[float]]:
+            data = await backend.wire.embeddings({"model": model, "input": list(texts)})
+            try:
+                rows = sorted(data["data"], key=lambda row: row["index"])
+                vectors = [[float(x) for x in row["embedding"]] for row in rows]
+            except (KeyError, TypeError, ValueError):
+                raise TransportFailure("embeddings response has no data[].embedding") from None
+            if len(vectors) != len(texts):
+                raise TransportFailure(f"{len(vectors)} embeddings for {len(texts)} inputs")
+            return vectors
+
+        return await self._call(Role.EMBEDDINGS, call)
+
+    async def _call(self, role: Role, call: Callable[[Backend, str], Awaitable[_T]]) -> _T:
+        """Run a non-streamed `call` on the backends for `role`: retries on the same backend for
+        retryable failures, then failover; each backend's circuit records the outcome."""
         attempts: list[_Attempt] = []
         for backend, model in self.candidates(role, attempts):
-            body = {**params, "model": model, "messages": list(messages), "stream": False}
             for retry in range(self.settings.max_retries + 1):
                 if retry:
                     await asyncio.sleep(self.backoff(retry, attempts[-1]))
                 try:
                     async with asyncio.timeout(self.settings.request_timeout):
-                        data = await backend.wire.chat(body)
-                    completion = _parse_completion(data, backend.name, model, messages)
+                        result = await call(backend, model)
                 except RetryableFailure as exc:
                     attempts.append(_Attempt(backend.name, exc.reason, exc.retry_after))
                     continue
@@ -225,7 +252,7 @@ class LLMPool:
                     backend.breaker.release()
                     raise
                 backend.breaker.record_success()
-                return completion
+                return result
             backend.breaker.record_failure()
         raise _unavailable(role, attempts)
 

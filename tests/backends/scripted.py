@@ -525,6 +525,14 @@ class ScriptedBackend:
         raise RuntimeError("scripted drop: connection not found")
 
     async def _embeddings(self, send: Send, body: dict[str, Any]) -> None:
+        # Vectors are never scripted, but failures are: a reply scripted for the embedding
+        # model with an HTTP failure answers that request with the error.
+        requested = body.get("model")
+        reply = self._take(requested if isinstance(requested, str) else None)
+        if reply.failure in ("http500", "http429"):
+            status = 500 if reply.failure == "http500" else 429
+            await _send_error(send, status, f"scripted embeddings {reply.failure}", "server_error")
+            return
         texts = _embedding_inputs(body.get("input"))
         dimensions = body.get("dimensions", self.embedding_dim)
         if texts is None or not isinstance(dimensions, int) or dimensions <= 0:

@@ -71,3 +71,24 @@ def test_the_bundled_server_stops_with_the_service(tmp_path: Path) -> None:
         assert httpx.get(f"{local_url}/models").status_code == 200
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{local_url}/models", timeout=2)
+
+
+def test_a_rag_turn_with_the_real_model(local_service: str) -> None:
+    import httpx
+
+    text = (
+        "# Kestrel Ridge funicular\n\nThe second car of the Kestrel Ridge funicular is named Wren. "
+        "It was rebuilt in 2019 by the Holloway Works in the town of Brisk.\n"
+    )
+    response = httpx.post(
+        f"{local_service}/documents", json={"text": text, "title": "Funicular"}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    events = stream_turn(
+        local_service, "Who rebuilt the funicular car Wren?", route="rag", max_tokens=48
+    )
+    kinds = [e.kind for e in events]
+    assert kinds.index("sources") < kinds.index("token")
+    sources = next(e.data for e in events if e.kind == "sources")["sources"]
+    assert any("Holloway Works" in s["text"] for s in sources)
+    assert events[-1].kind == "end" and events[-1].data["output"]["answer"].strip()

@@ -55,12 +55,12 @@ def test_thread_id_is_echoed(service: str, backend: ScriptedBackend) -> None:
 def test_unavailable_routes_and_garbage_fall_back_to_direct(
     service: str, backend: ScriptedBackend
 ) -> None:
-    backend.enqueue(Reply(text='{"route": "rag"}'), model="router")
+    backend.enqueue(Reply(text='{"route": "crew"}'), model="router")
     backend.enqueue(Reply(text="I would say... maybe crew?"), model="router")
     backend.enqueue(Reply(failure="http500"), model="router")
     backend.set_default(Reply(failure="http500"), model="router")
-    first = stream_turn(service, "What does my contract say?")[1].data
-    assert first["route"] == "direct" and first["requested"] == "rag"
+    first = stream_turn(service, "Write a researched report on rail safety")[1].data
+    assert first["route"] == "direct" and first["requested"] == "crew"
     assert "not available" in first["reason"]
     second = stream_turn(service, "Write me a report")[1].data
     assert second["route"] == "direct" and second["requested"] is None
