@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import streaming
+from bench import retrieval, streaming
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,14 +38,25 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=int, default=50)
     parser.add_argument("--gap-ms", type=int, default=20)
     parser.add_argument("--levels", default="1,10,100", help="comma-separated concurrencies")
+    parser.add_argument("--sizes", default="1000,10000,50000", help="retrieval collection sizes")
+    parser.add_argument("--queries", type=int, default=50, help="retrieval queries per size")
+    parser.add_argument("--only", choices=["streaming", "retrieval"], help="run one benchmark")
     args = parser.parse_args()
-    levels = [int(v) for v in args.levels.split(",")]
-    figures = streaming.run(args.tokens, args.ttft_ms, args.gap_ms, levels)
+    if args.only in (None, "streaming"):
+        levels = [int(v) for v in args.levels.split(",")]
+        figures = streaming.run(args.tokens, args.ttft_ms, args.gap_ms, levels)
+        _save("streaming", figures)
+        print(markdown_table(figures["comparison"]))
+    if args.only in (None, "retrieval"):
+        sizes = tuple(int(v) for v in args.sizes.split(","))
+        _save("retrieval", retrieval.run(sizes, args.queries))
+
+
+def _save(name: str, figures: dict[str, Any]) -> None:
     report = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures}
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "streaming.json"
+    path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(markdown_table(figures["comparison"]))
     print(f"saved {path}")
 
 

@@ -1,1 +1,5 @@
-"""tools: see DESIGN.md."""
+"""Tools that graphs and crews call: thin, typed wrappers over `memory`."""
+
+from tools.retrieval import SearchDocumentsTool
+
+__all__ = ["SearchDocumentsTool"]
