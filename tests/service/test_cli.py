@@ -34,3 +34,23 @@ def test_bad_settings_stop_start_up_with_a_clear_message() -> None:
     done = _cli("serve", env={"SWITCHBOARD_LLM__CONNECT_TIMEOUT": "soon"})
     assert done.returncode == 2
     assert "SWITCHBOARD_LLM__CONNECT_TIMEOUT: Input should be a valid number" in done.stderr
+
+
+def test_ingest_uploads_a_folder_with_a_progress_bar(service: str, tmp_path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.md").write_text("# A\n\nThe first note about the hydro plant.\n")
+    (tmp_path / "sub" / "b.txt").write_text("Second note\n\nAbout the observatory dome.\n")
+    (tmp_path / "skip.bin").write_bytes(b"\x00\x01")
+    done = _cli("ingest", "--url", service, str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "2 of 2 files ingested" in done.stdout
+    assert "[##############################] 2/2" in done.stderr
+
+
+def test_ingest_reports_a_rejected_file(service: str, tmp_path) -> None:
+    empty = tmp_path / "empty.md"
+    empty.write_text("   \n")
+    done = _cli("ingest", "--url", service, str(empty))
+    assert done.returncode == 1
+    assert "failed: empty.md: the document has no text" in done.stderr
+    assert "0 of 1 files ingested" in done.stdout
