@@ -80,7 +80,7 @@ async def test_hybrid_retrieval_finds_the_passage(corpus: Corpus) -> None:
             (
                 position
                 for position, source in enumerate(sources, start=1)
-                if source.source == item["document"] and passage in _normal(source.text)
+                if source.source in item["documents"] and passage in _normal(source.text)
             ),
             None,
         )
