@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--levels", default="1,10,100", help="comma-separated concurrencies")
     parser.add_argument("--sizes", default="1000,10000,50000", help="retrieval collection sizes")
     parser.add_argument("--queries", type=int, default=50, help="retrieval queries per size")
+    parser.add_argument("--qdrant-url", help="measure retrieval against this Qdrant server")
     parser.add_argument("--only", choices=["streaming", "retrieval"], help="run one benchmark")
     args = parser.parse_args()
     if args.only in (None, "streaming"):
@@ -49,7 +50,7 @@ def main() -> None:
         print(markdown_table(figures["comparison"]))
     if args.only in (None, "retrieval"):
         sizes = tuple(int(v) for v in args.sizes.split(","))
-        _save("retrieval", retrieval.run(sizes, args.queries))
+        _save("retrieval", retrieval.run(sizes, args.queries, args.qdrant_url))
 
 
 def _save(name: str, figures: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import random
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,9 @@ _WORDS = (
 )
 
 
+_RUN = uuid.uuid4().hex[:8]
+
+
 def _text(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(words))
 
@@ -88,10 +92,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _ingestion(
-    embedder: ThreadedEmbedder, folder: Path, chunks: int, words: int
+    embedder: ThreadedEmbedder, folder: Path, chunks: int, words: int, url: str | None
 ) -> dict[str, Any]:
     rng = random.Random(7)
-    store = QdrantStore(collection="ingest", url=None, api_key=None, path=folder)
+    store = QdrantStore(collection=f"bench_ingest_{_RUN}", url=url, api_key=None, path=folder)
     await store.ensure_schema(embedder.dimension)
     texts = [_text(rng, words) for _ in range(chunks)]
     doc = document_id("bench", "ingest")
@@ -157,10 +161,10 @@ async def _fill(store: QdrantStore, size: int, have: int, rng: random.Random) ->
 
 
 async def _latency(
-    sizes: list[int], queries: int, embedder: ThreadedEmbedder, folder: Path
+    sizes: list[int], queries: int, embedder: ThreadedEmbedder, folder: Path, url: str | None
 ) -> list[dict[str, Any]]:
     rng = random.Random(11)
-    store = QdrantStore(collection="search", url=None, api_key=None, path=folder)
+    store = QdrantStore(collection=f"bench_search_{_RUN}", url=url, api_key=None, path=folder)
     await store.ensure_schema(embedder.dimension)
     retriever = Retriever(store, embedder, RetrievalSettings())
     where = SearchFilter(tenant="bench")
@@ -197,7 +201,11 @@ async def _latency(
     return results
 
 
-def run(sizes: tuple[int, ...] = (1000, 10000, 50000), queries: int = 200) -> dict[str, Any]:
+def run(
+    sizes: tuple[int, ...] = (1000, 10000, 50000), queries: int = 200, url: str | None = None
+) -> dict[str, Any]:
+    """Ingestion and retrieval figures; against the Qdrant server at `url` when given (in new
+    `bench_*_<run>` collections, left for inspection), else local mode in a temporary folder."""
     embedder = ThreadedEmbedder(LocalEmbedder(threads=2), batch_size=32)
     query_ms = []
     for _ in range(50):
@@ -206,7 +214,7 @@ def run(sizes: tuple[int, ...] = (1000, 10000, 50000), queries: int = 200) -> di
         query_ms.append((time.perf_counter() - t) * 1000)
     with tempfile.TemporaryDirectory() as tmp:
         ingestion = [
-            asyncio.run(_ingestion(embedder, Path(tmp) / f"ingest-{words}", 256, words))
+            asyncio.run(_ingestion(embedder, Path(tmp) / f"ingest-{words}", 256, words, url))
             for words in (40, 150)
         ]
         for row in ingestion:
@@ -214,9 +222,10 @@ def run(sizes: tuple[int, ...] = (1000, 10000, 50000), queries: int = 200) -> di
                 f"ingestion, {row['words_per_chunk']}-word chunks: {row['chunks_per_s']} chunks/s",
                 flush=True,
             )
-        latency = asyncio.run(_latency(list(sizes), queries, embedder, Path(tmp) / "search"))
+        latency = asyncio.run(_latency(list(sizes), queries, embedder, Path(tmp) / "search", url))
     return {
         "benchmark": "retrieval",
+        "store": url or "qdrant-local",
         "embedder": LocalEmbedder.model_id,
         "query_embedding_p50_ms": round(_percentile(query_ms, 0.5), 2),
         "ingestion": ingestion,
