@@ -11,7 +11,6 @@ import html
 import re
 import sys
 from pathlib import Path
-
 from pydoc_data.topics import topics
 
 OUT = Path(__file__).resolve().parent.parent / "evals" / "corpus"
@@ -26,7 +25,13 @@ def _markdown(text: str) -> str:
         line = lines[i]
         below = lines[i + 1] if i + 1 < len(lines) else ""
         mark = below[:1]
-        if line.strip() and mark in _UNDERLINE and below.strip() == mark * len(below.strip()) and len(below.strip()) >= len(line.strip()):
+        underline = below.strip()
+        if (
+            line.strip()
+            and mark in _UNDERLINE
+            and underline == mark * len(underline)
+            and len(underline) >= len(line.strip())
+        ):
             out.append(f"{_UNDERLINE[mark]} {line.strip()}")
             i += 2
             continue
@@ -50,11 +55,11 @@ def _html(markdown: str, title: str) -> str:
         else:
             body.append(f"<p>{html.escape(' '.join(block.split()))}</p>")
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title>"
         "<style>body { font-family: sans-serif; }</style>"
         "<script>window.analytics = { page: 'reference' };</script></head>\n<body>\n"
-        "<nav><a href=\"/\">Home</a> | <a href=\"/reference\">Reference</a></nav>\n"
+        '<nav><a href="/">Home</a> | <a href="/reference">Reference</a></nav>\n'
         + "\n".join(body)
         + "\n<footer>Python Software Foundation</footer>\n</body></html>\n"
     )
