@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict, cast, get_args
 
@@ -100,29 +101,61 @@ async def classify(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
 
 
 async def _ask_router(ctx: RouterContext, question: str) -> tuple[Route | None, str]:
+    text = await _structured_answer(
+        ctx,
+        Role.ROUTER,
+        prompts.CLASSIFIER,
+        question[:_CLASSIFIER_INPUT_CHARS],
+        field="route",
+        values=list(ALL_ROUTES),
+        max_tokens=ctx.router.classifier_max_tokens,
+    )
+    if isinstance(text, BackendError):
+        return None, f"router model failed ({text.code})"
+    route = parse_route(text)
+    if route is None:
+        return None, f"unparsable router answer {text[:60]!r}"
+    return route, "classified by the router model"
+
+
+async def _structured_answer(
+    ctx: RouterContext,
+    role: Role,
+    system: str,
+    user: str,
+    *,
+    field: str,
+    values: Sequence[str] | Sequence[int],
+    max_tokens: int,
+) -> str | BackendError:
+    """A model's answer constrained to the JSON object `{field: one of values}` (its raw text,
+    which the caller parses defensively), or the backend failure."""
     schema = {
         "type": "object",
-        "properties": {"route": {"type": "string", "enum": list(ALL_ROUTES)}},
-        "required": ["route"],
+        "properties": {
+            field: {
+                "type": "string" if isinstance(values[0], str) else "integer",
+                "enum": list(values),
+            }
+        },
+        "required": [field],
         "additionalProperties": False,
+    }
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": field, "strict": True, "schema": schema},
     }
     try:
         completion = await ctx.llm.complete(
-            Role.ROUTER,
-            [
-                {"role": "system", "content": prompts.CLASSIFIER},
-                {"role": "user", "content": question[:_CLASSIFIER_INPUT_CHARS]},
-            ],
-            max_tokens=ctx.router.classifier_max_tokens,
+            role,
+            [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            max_tokens=max_tokens,
             temperature=0,
-            response_format=_json_schema("route", schema),
+            response_format=response_format,
         )
     except BackendError as exc:
-        return None, f"router model failed ({exc.code})"
-    route = parse_route(completion.text)
-    if route is None:
-        return None, f"unparsable router answer {completion.text[:60]!r}"
-    return route, "classified by the router model"
+        return exc
+    return completion.text
 
 
 def parse_route(text: str) -> Route | None:
@@ -266,28 +299,20 @@ def _wants_retry(ctx: RouterContext, score: float | None, attempts: int) -> bool
 
 
 async def _judge(ctx: RouterContext, question: str, answer: str) -> tuple[float | None, str]:
-    schema = {
-        "type": "object",
-        "properties": {"score": {"type": "integer", "enum": [1, 2, 3, 4, 5]}},
-        "required": ["score"],
-        "additionalProperties": False,
-    }
-    try:
-        completion = await ctx.llm.complete(
-            Role.JUDGE,
-            [
-                {"role": "system", "content": prompts.JUDGE},
-                {"role": "user", "content": f"Question:\n{question}\n\nAnswer:\n{answer}"},
-            ],
-            max_tokens=16,
-            temperature=0,
-            response_format=_json_schema("grade", schema),
-        )
-    except BackendError as exc:
-        return None, f"judge model failed ({exc.code})"
-    raw = parse_score(completion.text)
+    text = await _structured_answer(
+        ctx,
+        Role.JUDGE,
+        prompts.JUDGE,
+        f"Question:\n{question}\n\nAnswer:\n{answer}",
+        field="score",
+        values=[1, 2, 3, 4, 5],
+        max_tokens=16,
+    )
+    if isinstance(text, BackendError):
+        return None, f"judge model failed ({text.code})"
+    raw = parse_score(text)
     if raw is None:
-        return None, f"unparsable judge answer {completion.text[:60]!r}"
+        return None, f"unparsable judge answer {text[:60]!r}"
     return (raw - 1) / 4, f"judge gave {raw}/5"
 
 
@@ -309,10 +334,6 @@ def _answer_value(text: str, key: str) -> object:
     except json.JSONDecodeError:
         return text.strip()
     return parsed.get(key) if isinstance(parsed, dict) else parsed
-
-
-def _json_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
 
 
 def _last_user_text(messages: list[Message]) -> str:
