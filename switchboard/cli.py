@@ -141,7 +141,7 @@ def _ingest(url: str, paths: list[Path], tenant: str) -> int:
                     outcome = "failed: " + (result.get("error") or body.get("error", {}))["message"]
             bar = "#" * (30 * done // len(files))
             sys.stderr.write(
-                f"\r[{bar:<30}] {done}/{len(files)} {path.name[:40]:<40} {outcome[:60]}"
+                f"\r[{bar:<30}] {done}/{len(files)} {path.name[:40]:<40} {outcome[:60]:<60}"
             )
             if outcome.startswith(("failed", "unreadable")):
                 sys.stderr.write("\n")
