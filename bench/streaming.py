@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench._client import Connection, StreamSample
-from switchboard.llm.local import free_port
+from switchboard.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

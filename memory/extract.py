@@ -249,14 +249,18 @@ def _markdown(text: str, stem: str | None) -> ExtractedDocument:
     for line in lines:
         if fence is not None:
             closing = _FENCE.match(line)
-            if closing and closing.group(1)[0] == fence[0] and len(closing.group(1)) >= len(fence):
-                if not closing.group(2).strip():
-                    # The fences go, their content stays: one paragraph, since a blank line in
-                    # code would otherwise split it into pieces that chunking may separate.
-                    out.paragraph("\n".join(block))
-                    block.clear()
-                    fence = None
-                    continue
+            if (
+                closing
+                and closing.group(1)[0] == fence[0]
+                and len(closing.group(1)) >= len(fence)
+                and not closing.group(2).strip()
+            ):
+                # The fences go, their content stays: one paragraph, since a blank line in code
+                # would otherwise split it into pieces that chunking may separate.
+                out.paragraph("\n".join(block))
+                block.clear()
+                fence = None
+                continue
             if line.strip():
                 block.append(line.rstrip())
             continue
@@ -271,7 +275,12 @@ def _markdown(text: str, stem: str | None) -> ExtractedDocument:
             out.heading(len(atx.group(1)), _ATX_CLOSING.sub("", atx.group(2)))
             continue
         setext = _SETEXT.match(line)
-        if setext and block and not _LINE_ITEM.match(block[-1]) and block[-1][:1] not in " \t":
+        if (
+            setext
+            and block
+            and not _LINE_ITEM.match(block[-1])
+            and block[-1][:1] not in (" ", "\t")
+        ):
             out.heading(1 if setext.group(1)[0] == "=" else 2, " ".join(block))
             block.clear()
             continue
@@ -300,9 +309,9 @@ class _HtmlText(HTMLParser):
     _BLOCK: Final = frozenset(
         {
             "address", "article", "aside", "blockquote", "body", "caption", "dd", "details",
-            "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "form", "hr", "li",
-            "main", "ol", "p", "pre", "section", "summary", "table", "tbody", "td", "tfoot", "th",
-            "thead", "tr", "ul",
+            "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form",
+            "header", "hr", "li", "main", "ol", "p", "pre", "section", "summary", "table", "tbody",
+            "td", "tfoot", "th", "thead", "tr", "ul",
         }
     )  # fmt: skip
     _HEADINGS: Final = {f"h{i}": i for i in range(1, 7)}
@@ -325,10 +334,10 @@ class _HtmlText(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "title" and self.title is None and "svg" not in self._skip:
             self._title = []
-        if tag in self._SKIP:
-            if not (tag in ("header", "footer") and self._open_containers and not self._skip):
-                self._skip.append(tag)
-                return
+        kept = tag in ("header", "footer") and self._open_containers > 0 and not self._skip
+        if tag in self._SKIP and not kept:
+            self._skip.append(tag)
+            return
         if self._skip:
             return
         if tag in self._KEPT_INSIDE:
@@ -361,6 +370,7 @@ class _HtmlText(HTMLParser):
             self._end_paragraph()
             if tag == "pre":
                 self._pre = max(0, self._pre - 1)
+                self._text_is_pre = self._pre > 0
 
     def handle_data(self, data: str) -> None:
         if self._title is not None:
@@ -421,8 +431,9 @@ def _html(text: str, stem: str) -> ExtractedDocument:
     return ExtractedDocument(parser.title or parser.first_h1 or stem, "html", parser.sections)
 
 
-_PDF_ITEM = re.compile(r"^(?:[•▪◦‣●○■\-*–]|\d{1,3}[.)])\s")
-_PDF_SENTENCE_END = re.compile(r"[.!?:][\"'”’)\]]?$")
+# Bullets (•, ▪, ◦, ‣, ●, ○, ■, -, *, en dash) and numbered items.
+_PDF_ITEM = re.compile(r"^(?:[\u2022\u25aa\u25e6\u2023\u25cf\u25cb\u25a0\-*\u2013]|\d{1,3}[.)])\s")
+_PDF_SENTENCE_END = re.compile(r"[.!?:][\"'\u201d\u2019)\]]?$")
 
 
 def _pdf_paragraphs(text: str) -> list[str]:
@@ -475,7 +486,5 @@ def _pdf(name: str, stem: str, data: bytes) -> ExtractedDocument:
         if paragraphs:
             sections.append(Section(None, "\n\n".join(paragraphs), number))
     first_page = next((page_text for page_text in pages if page_text.strip()), "")
-    title = (
-        _squash(str(metadata_title)) or _first_line_title(first_page.split("\n")) or stem
-    )
+    title = _squash(str(metadata_title)) or _first_line_title(first_page.split("\n")) or stem
     return ExtractedDocument(title, "pdf", sections)

@@ -4,18 +4,16 @@ configured and stopped when it exits."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import logging
-import socket
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from switchboard.errors import LocalBackendError
+from switchboard.processes import ManagedProcess, ProcessFailed, free_port
 from switchboard.settings import BackendConfig, LocalBackendSettings
 
 log = logging.getLogger(__name__)
@@ -36,20 +34,13 @@ def bundled_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / _GGUF_NAME
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class LocalLlamaServer:
     """A llama.cpp server child process on a loopback port."""
 
     def __init__(self, settings: LocalBackendSettings, log_dir: Path) -> None:
         self._settings = settings
         self._log_path = log_dir / "llama-server.log"
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: ManagedProcess | None = None
         self.port = settings.port or free_port()
 
     @property
@@ -71,7 +62,6 @@ class LocalLlamaServer:
         model = self._settings.model_path or bundled_model_path()
         if not model.is_file():
             raise LocalBackendError(f"model file not found: {model}")
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
         args = [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(model),
@@ -82,42 +72,23 @@ class LocalLlamaServer:
             "--n_threads", str(self._settings.n_threads),
         ]  # fmt: skip
         log.info("starting llama.cpp server on port %d with %s", self.port, model.name)
-        with self._log_path.open("ab") as log_file:
-            self._process = await asyncio.create_subprocess_exec(
-                *args, stdout=log_file, stderr=asyncio.subprocess.STDOUT
-            )
-        await self._wait_ready()
-
-    async def _wait_ready(self) -> None:
-        assert self._process is not None
         url = f"http://127.0.0.1:{self.port}/v1/models"
-        deadline = time.monotonic() + self._settings.startup_timeout
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self._process.returncode is not None:
-                    raise LocalBackendError(
-                        f"llama.cpp server exited with {self._process.returncode}; "
-                        f"see {self._log_path}"
-                    )
+        async with httpx.AsyncClient(timeout=2.0) as probe:
+
+            async def answers() -> bool:
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(url)).status_code == 200:
-                        log.info("llama.cpp server ready on port %d", self.port)
-                        return
-                await asyncio.sleep(0.2)
-        await self.stop()
-        raise LocalBackendError(
-            f"llama.cpp server not ready after {self._settings.startup_timeout:g}s; "
-            f"see {self._log_path}"
-        )
+                    return (await probe.get(url)).status_code == 200
+                return False
+
+            self._process = ManagedProcess(
+                "llama.cpp server", args, self._log_path, answers, self._settings.startup_timeout
+            )
+            try:
+                await self._process.start()
+            except ProcessFailed as exc:
+                raise LocalBackendError(exc.message) from None
 
     async def stop(self) -> None:
-        """Stop the server: SIGTERM, then SIGKILL after five seconds."""
-        process, self._process = self._process, None
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=5)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        """Stop the server (SIGTERM, then SIGKILL after five seconds)."""
+        if self._process is not None:
+            await self._process.stop()
