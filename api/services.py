@@ -8,8 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from langgraph.checkpoint.redis.aio import AsyncRedisSaver
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 from graphs import WorkflowSpec, build_registry
 from memory.ingest import Ingestor, Prepared, VectorStage
+from memory.redis_server import EmbeddedRedis, RedisUnavailable
 from memory.retrieval import Retriever
 from memory.store import QdrantStore
 from switchboard.embeddings import BackendEmbedder, Embedder, ThreadedEmbedder
@@ -47,6 +52,7 @@ class Services:
     local: LocalLlamaServer | None
     retrieval: Retrieval | None
     retrieval_error: str | None  # why retrieval is off, for /readyz
+    redis: Redis
 
 
 @asynccontextmanager
@@ -60,6 +66,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         local = LocalLlamaServer(settings.local, settings.server.data_dir / "logs")
         await local.start()
         backends.append(local.backend)
+    redis, embedded, checkpointer = await _open_memory(settings)
     llm = LLMPool(settings.llm, backends)
     retrieval: Retrieval | None = None
     retrieval_error: str | None = None
@@ -72,10 +79,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         yield Services(
             settings=settings,
             llm=llm,
-            workflows=build_registry(),
+            workflows=build_registry(checkpointer),
             local=local,
             retrieval=retrieval,
             retrieval_error=retrieval_error,
+            redis=redis,
         )
     finally:
         if retrieval is not None:
@@ -84,8 +92,40 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             await asyncio.gather(*retrieval.background, return_exceptions=True)
             await retrieval.store.close()
         await llm.aclose()
+        await redis.aclose()
+        if embedded is not None:
+            await embedded.stop()
         if local is not None:
             await local.stop()
+
+
+async def _open_memory(
+    settings: Settings,
+) -> tuple[Redis, EmbeddedRedis | None, AsyncRedisSaver]:
+    """Redis (the configured server, or an embedded one) and the checkpointer on it. Memory is
+    required: start-up fails with a clear error when Redis cannot be reached."""
+    config = settings.redis
+    embedded: EmbeddedRedis | None = None
+    url = config.url
+    if url is None:
+        embedded = EmbeddedRedis(settings.server.data_dir / "redis", config.port)
+        await embedded.start()
+        url = embedded.url
+    redis = Redis.from_url(url, socket_connect_timeout=2)
+    ttl = (
+        {"default_ttl": config.thread_ttl_minutes, "refresh_on_read": True}
+        if config.thread_ttl_minutes
+        else None
+    )
+    checkpointer = AsyncRedisSaver(redis_client=redis, ttl=ttl)
+    try:
+        await checkpointer.asetup()
+    except (RedisError, OSError) as exc:
+        await redis.aclose()
+        if embedded is not None:
+            await embedded.stop()
+        raise RedisUnavailable(f"Redis at {url} is unavailable: {exc}") from None
+    return redis, embedded, checkpointer
 
 
 async def _open_retrieval(settings: Settings, llm: LLMPool) -> Retrieval:

@@ -20,9 +20,10 @@ class Turn:
     info: RunInfo
     input: dict[str, Any]
     context: RouterContext
+    durability: str
 
     def start(self) -> RunStream:
-        return start_run(self.spec.graph, self.info, self.input, self.context)
+        return start_run(self.spec.graph, self.info, self.input, self.context, self.durability)
 
 
 def prepare_turn(
@@ -82,4 +83,10 @@ def prepare_turn(
         context_tokens=settings.retrieval.context_tokens,
     )
     info = new_run(spec.name, options.thread_id)
-    return Turn(spec=spec, info=info, input={"messages": converted}, context=context)
+    return Turn(
+        spec=spec,
+        info=info,
+        input={"messages": converted},
+        context=context,
+        durability=settings.redis.durability,
+    )

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict, cast, get_args
+from typing import Annotated, Any, Literal, NotRequired, TypedDict, cast, get_args
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -37,7 +39,8 @@ _CLASSIFIER_INPUT_CHARS = 2000
 
 
 class RouterInput(TypedDict):
-    messages: list[Message]
+    # The turn's new messages; with a checkpointer they are appended to the thread's history.
+    messages: Annotated[list[Message], operator.add]
 
 
 class RouterOutput(TypedDict, total=False):
@@ -52,7 +55,7 @@ class RouterOutput(TypedDict, total=False):
 
 
 class RouterState(TypedDict):
-    messages: list[Message]
+    messages: Annotated[list[Message], operator.add]
     route: NotRequired[Route]
     prompt: NotRequired[list[Message]]
     answer: NotRequired[str]
@@ -268,8 +271,10 @@ async def generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
 
 async def check_quality(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     ctx = runtime.context
+    # The answer joins the thread's history once it is final (not when it is to be retried).
+    final = {"role": "assistant", "content": state["answer"]}
     if not ctx.quality.enabled:
-        return {"quality": None}
+        return {"quality": None, "messages": [final]}
     score, detail = await _judge(ctx, _last_user_text(state["messages"]), state["answer"])
     retry = _wants_retry(ctx, score, state["attempts"])
     get_stream_writer()(
@@ -278,7 +283,7 @@ async def check_quality(state: RouterState, runtime: Runtime[RouterContext]) -> 
             {"score": score, "detail": detail, "attempt": state["attempts"], "retry": retry},
         )
     )
-    return {"quality": score}
+    return {"quality": score} if retry else {"quality": score, "messages": [final]}
 
 
 def after_quality(
@@ -346,8 +351,8 @@ def _last_user_text(messages: list[Message]) -> str:
 RouterGraph = CompiledStateGraph[RouterState, RouterContext, RouterInput, RouterOutput]
 
 
-def build_router_graph() -> RouterGraph:
-    """The compiled router graph. Stateless for now: conversations are sent whole."""
+def build_router_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> RouterGraph:
+    """The compiled router graph; with a checkpointer, each thread keeps its conversation."""
     graph = StateGraph(
         RouterState,
         context_schema=RouterContext,
@@ -368,4 +373,4 @@ def build_router_graph() -> RouterGraph:
     graph.add_edge("rag", "generate")
     graph.add_edge("generate", "check_quality")
     graph.add_conditional_edges("check_quality", after_quality, ["generate", END])
-    return graph.compile(name="router")
+    return graph.compile(name="router", checkpointer=checkpointer)

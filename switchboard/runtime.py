@@ -34,6 +34,7 @@ class Workflow(Protocol):
         context: Any = None,
         stream_mode: Any = None,
         output_keys: str | Sequence[str] | None = None,
+        durability: Any = None,
     ) -> AsyncIterator[Any]: ...
 
 
@@ -49,7 +50,11 @@ def new_run(workflow: str, thread_id: str | None) -> RunInfo:
 
 
 async def run_events(
-    workflow: Workflow, info: RunInfo, input: Mapping[str, Any], context: Any
+    workflow: Workflow,
+    info: RunInfo,
+    input: Mapping[str, Any],
+    context: Any,
+    durability: str | None = None,
 ) -> AsyncGenerator[Event, None]:
     """Run `workflow` and yield its events: `metadata` first, the workflow's own events (which
     its nodes emit through LangGraph's stream writer) as they happen, then one `end` with the
@@ -63,9 +68,11 @@ async def run_events(
         # `values` with the output keys only: the final state without the (large) input.
         async for mode, chunk in workflow.astream(
             input,
+            {"configurable": {"thread_id": info.thread_id}},
             context=context,
             stream_mode=["custom", "values"],
             output_keys=workflow.output_channels,
+            durability=durability,
         ):
             if mode == "custom":
                 yield chunk
@@ -126,7 +133,11 @@ class RunStream:
 
 
 def start_run(
-    workflow: Workflow, info: RunInfo, input: Mapping[str, Any], context: Any
+    workflow: Workflow,
+    info: RunInfo,
+    input: Mapping[str, Any],
+    context: Any,
+    durability: str | None = None,
 ) -> RunStream:
     """Start `workflow` in its own task; see `run_events` for what the stream carries."""
-    return RunStream(run_events(workflow, info, input, context))
+    return RunStream(run_events(workflow, info, input, context, durability))

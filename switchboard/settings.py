@@ -157,6 +157,25 @@ class RetrievalSettings(BaseModel):
         return self
 
 
+class RedisSettings(BaseModel):
+    """Where conversations are kept (LangGraph's Redis checkpointer)."""
+
+    url: str | None = Field(
+        default=None,
+        description="A Redis 8 (or Redis Stack) server; empty: the service starts its own "
+        "Redis-compatible server (valkey with the RedisJSON and RediSearch modules).",
+    )
+    port: int = Field(default=0, ge=0, le=65535, description="Embedded server; 0 picks one.")
+    thread_ttl_minutes: int | None = Field(
+        default=10080, ge=1, description="Threads unused this long expire; empty: never."
+    )
+    durability: Literal["exit", "async", "sync"] = Field(
+        default="exit",
+        description="When a turn's state is written: at its end (exit), or after every step "
+        "(async: in the background; sync: before the next step).",
+    )
+
+
 class Settings(BaseSettings):
     """All settings. Build with `load_settings()` to get readable errors."""
 
@@ -177,6 +196,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
 
     @property
     def wants_local_backend(self) -> bool:

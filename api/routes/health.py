@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from api.deps import ServicesDep
 from switchboard.llm import Backend, CircuitState
@@ -27,9 +29,11 @@ async def healthz() -> dict[str, str]:
 async def readyz(services: ServicesDep) -> JSONResponse:
     """Each dependency with its state; 503 unless some backend can generate."""
     backends = services.llm.backends
-    states = await asyncio.gather(*(_probe(b) for b in backends))
+    states, redis = await asyncio.gather(
+        asyncio.gather(*(_probe(b) for b in backends)), _ping(services.redis)
+    )
     report = dict(zip((b.name for b in backends), states, strict=True))
-    ready = any(
+    ready = redis["status"] == "up" and any(
         state["status"] == "up" and b.config.model_for(Role.GENERATOR) is not None
         for b, state in zip(backends, states, strict=True)
     )
@@ -45,9 +49,19 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     body: dict[str, Any] = {
         "status": "ready" if ready else "not_ready",
         "backends": report,
+        "redis": redis,
         "retrieval": retrieval,
     }
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _ping(redis: Redis) -> dict[str, Any]:
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT):
+            await redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    return {"status": "up"}
 
 
 async def _probe(backend: Backend) -> dict[str, Any]:
