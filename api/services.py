@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redisvl.exceptions import RedisVLError
 
 from graphs import WorkflowSpec, build_registry
 from memory.ingest import Ingestor, Prepared, VectorStage
@@ -36,6 +37,14 @@ class Retrieval:
     retriever: Retriever
     background: set[asyncio.Task[object]] = field(default_factory=set)
 
+    async def close(self) -> None:
+        """Cancel unfinished background ingestions (their documents stay `processing` and are
+        redone when uploaded again), then close the store."""
+        for task in list(self.background):
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        await self.store.close()
+
     def ingest_in_background(self, prepared: Prepared) -> None:
         """Run the pipeline after the response; the record's status tells the client how far
         it got."""
@@ -58,24 +67,29 @@ class Services:
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Start what the service depends on (the bundled model server when no backend is
-    configured) and build the shared clients; stop and close them on exit. A store or embedder
+    configured, the embedded Redis when none is configured) and build the shared clients; stop
+    and close them on exit, or as far as start-up got when a step fails. A store or embedder
     that cannot start leaves the service up with the rag route off and `/readyz` saying why."""
-    local: LocalLlamaServer | None = None
-    backends = list(settings.llm.backends)
-    if settings.wants_local_backend:
-        local = LocalLlamaServer(settings.local, settings.server.data_dir / "logs")
-        await local.start()
-        backends.append(local.backend)
-    redis, embedded, checkpointer = await _open_memory(settings)
-    llm = LLMPool(settings.llm, backends)
-    retrieval: Retrieval | None = None
-    retrieval_error: str | None = None
-    try:
-        retrieval = await _open_retrieval(settings, llm)
-    except SwitchboardError as exc:
-        retrieval_error = exc.message
-        log.error("retrieval is off: %s", exc.message)
-    try:
+    async with AsyncExitStack() as stack:
+        local: LocalLlamaServer | None = None
+        backends = list(settings.llm.backends)
+        if settings.wants_local_backend:
+            local = LocalLlamaServer(settings.local, settings.server.data_dir / "logs")
+            stack.push_async_callback(local.stop)
+            await local.start()
+            backends.append(local.backend)
+        redis, checkpointer = await _open_memory(settings, stack)
+        llm = LLMPool(settings.llm, backends)
+        stack.push_async_callback(llm.aclose)
+        retrieval: Retrieval | None = None
+        retrieval_error: str | None = None
+        try:
+            retrieval = await _open_retrieval(settings, llm)
+        except SwitchboardError as exc:
+            retrieval_error = exc.message
+            log.error("retrieval is off: %s", exc.message)
+        else:
+            stack.push_async_callback(retrieval.close)
         yield Services(
             settings=settings,
             llm=llm,
@@ -85,33 +99,20 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             retrieval_error=retrieval_error,
             redis=redis,
         )
-    finally:
-        if retrieval is not None:
-            for task in list(retrieval.background):
-                task.cancel()
-            await asyncio.gather(*retrieval.background, return_exceptions=True)
-            await retrieval.store.close()
-        await llm.aclose()
-        await redis.aclose()
-        if embedded is not None:
-            await embedded.stop()
-        if local is not None:
-            await local.stop()
 
 
-async def _open_memory(
-    settings: Settings,
-) -> tuple[Redis, EmbeddedRedis | None, AsyncRedisSaver]:
+async def _open_memory(settings: Settings, stack: AsyncExitStack) -> tuple[Redis, AsyncRedisSaver]:
     """Redis (the configured server, or an embedded one) and the checkpointer on it. Memory is
     required: start-up fails with a clear error when Redis cannot be reached."""
     config = settings.redis
-    embedded: EmbeddedRedis | None = None
     url = config.url
     if url is None:
         embedded = EmbeddedRedis(settings.server.data_dir / "redis", config.port)
+        stack.push_async_callback(embedded.stop)
         await embedded.start()
         url = embedded.url
     redis = Redis.from_url(url, socket_connect_timeout=2)
+    stack.push_async_callback(redis.aclose)
     ttl = (
         {"default_ttl": config.thread_ttl_minutes, "refresh_on_read": True}
         if config.thread_ttl_minutes
@@ -120,12 +121,9 @@ async def _open_memory(
     checkpointer = AsyncRedisSaver(redis_client=redis, ttl=ttl)
     try:
         await checkpointer.asetup()
-    except (RedisError, OSError) as exc:
-        await redis.aclose()
-        if embedded is not None:
-            await embedded.stop()
+    except (RedisError, RedisVLError, OSError) as exc:
         raise RedisUnavailable(f"Redis at {url} is unavailable: {exc}") from None
-    return redis, embedded, checkpointer
+    return redis, checkpointer
 
 
 async def _open_retrieval(settings: Settings, llm: LLMPool) -> Retrieval:

@@ -57,6 +57,14 @@ class ManagedProcess:
             self._process = await asyncio.create_subprocess_exec(
                 *self._args, stdout=log_file, stderr=asyncio.subprocess.STDOUT
             )
+        try:
+            await self._wait_ready()
+        except BaseException:
+            await self.stop()  # never leave a half-started child behind
+            raise
+
+    async def _wait_ready(self) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline:
             if self._process.returncode is not None:
@@ -67,7 +75,6 @@ class ManagedProcess:
                 log.info("%s ready", self.name)
                 return
             await asyncio.sleep(0.05)
-        await self.stop()
         raise ProcessFailed(
             f"{self.name} not ready after {self._startup_timeout:g}s; see {self._log_path}"
         )
