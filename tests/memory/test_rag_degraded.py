@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from graphs import RouterContext, build_router_graph
 from memory.retrieval import Retriever
-from memory.store import QdrantStore
-from switchboard.embeddings import BackendEmbedder
-from switchboard.llm import LLMPool
 from switchboard.runtime import new_run, run_events
 from tests.backends import Reply, ScriptedBackend
-from tests.conftest import backend_entry, make_settings
+from tests.memory.conftest import Parts
 
 
 async def test_a_closed_store_degrades_the_rag_route(
-    tmp_path: Path, backend: ScriptedBackend
+    parts: Parts, backend: ScriptedBackend
 ) -> None:
-    settings = make_settings(backend_entry("primary", backend))
-    llm = LLMPool(settings.llm, settings.llm.backends)
-    embedder = BackendEmbedder(llm, batch_size=8)
-    store = QdrantStore(collection="c", url=None, api_key=None, path=tmp_path / "q")
-    await store.ensure_schema(await embedder.probe())
-    await store.close()  # the store goes away after start-up
+    settings, llm = parts.settings, parts.llm
+    await parts.store.close()  # the store goes away after start-up
     backend.set_default(Reply(text="I could not search your documents."), model="generator")
     context = RouterContext(
         llm=llm,
@@ -30,7 +21,7 @@ async def test_a_closed_store_degrades_the_rag_route(
         quality=settings.quality.model_copy(update={"enabled": False}),
         max_tokens=64,
         route="rag",
-        retriever=Retriever(store, embedder, settings.retrieval),
+        retriever=Retriever(parts.store, parts.embedder, settings.retrieval),
     )
     events = [
         e
@@ -51,4 +42,3 @@ async def test_a_closed_store_degrades_the_rag_route(
         "messages"
     ]
     assert "could not be searched" in prompt[0]["content"]
-    await llm.aclose()
