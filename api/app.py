@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import BodySizeLimit, install_error_handlers
-from api.routes import documents, health, native, openai
+from api.routes import documents, graph, health, native, openai, threads
 from api.services import open_services
 from switchboard.settings import Settings, load_settings
 
@@ -32,6 +32,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(native.router)
     app.include_router(documents.router)
+    app.include_router(threads.router)
+    app.include_router(graph.router)
     app.include_router(health.router)
     uploads = settings.retrieval
     app.add_middleware(

@@ -50,6 +50,11 @@ class SwitchboardOptions(BaseModel):
     route: Route | None = Field(default=None, description="Skip classification; take this route.")
     quality_check: bool | None = Field(default=None, description="Override the judge on/off.")
     thread_id: str | None = Field(default=None, max_length=128)
+    user: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.@:+-]{1,128}$",
+        description="Who is talking: long-term memories are kept per user (none: no memory).",
+    )
 
 
 class ChatCompletionRequest(SwitchboardOptions):
@@ -65,7 +70,6 @@ class ChatCompletionRequest(SwitchboardOptions):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
-    user: str | None = None
 
 
 class NativeRunRequest(SwitchboardOptions):

@@ -7,17 +7,20 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
-from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
-from redisvl.exceptions import RedisVLError
 
 from graphs import WorkflowSpec, build_registry
-from memory.ingest import Ingestor, Prepared, VectorStage
-from memory.redis_server import EmbeddedRedis, RedisUnavailable
+from memory.graph import KnowledgeGraph, Neo4jGraph
+from memory.graph_extract import GraphStage
+from memory.ingest import Ingestor, IngestStage, Prepared, VectorStage
+from memory.long_term import FixedAsyncRedisStore, LongTermMemory
+from memory.neo4j_server import EmbeddedNeo4j
+from memory.redis_server import EmbeddedRedis
 from memory.retrieval import Retriever
 from memory.store import QdrantStore
+from memory.threads import REDIS_ERRORS, Checkpointer, ThreadRegistry, unavailable
 from switchboard.embeddings import BackendEmbedder, Embedder, ThreadedEmbedder
 from switchboard.errors import SwitchboardError
 from switchboard.llm import LLMPool
@@ -54,6 +57,33 @@ class Retrieval:
 
 
 @dataclass(slots=True)
+class Memory:
+    """Redis: each thread's conversation (the checkpointer), who owns each thread, and users'
+    long-term memories. Redis may be down at start-up or later: `ensure_ready` (called by every
+    turn) sets up the indexes once Redis answers, so the service recovers without a restart."""
+
+    redis: Redis
+    checkpointer: Checkpointer
+    threads: ThreadRegistry
+    long_term: LongTermMemory | None
+    store: FixedAsyncRedisStore | None
+    embedded: EmbeddedRedis | None
+    ready: bool = False
+
+    async def ensure_ready(self) -> None:
+        if self.ready:
+            return
+        try:
+            await self.checkpointer.asetup()
+            if self.store is not None:
+                await self.store.setup()
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
+        self.ready = True
+        log.info("conversation memory (Redis) is ready")
+
+
+@dataclass(slots=True)
 class Services:
     settings: Settings
     llm: LLMPool
@@ -61,7 +91,13 @@ class Services:
     local: LocalLlamaServer | None
     retrieval: Retrieval | None
     retrieval_error: str | None  # why retrieval is off, for /readyz
-    redis: Redis
+    memory: Memory
+    graph: KnowledgeGraph | None
+    graph_error: str | None  # why the knowledge graph is off, for /readyz
+
+    @property
+    def redis(self) -> Redis:
+        return self.memory.redis
 
 
 @asynccontextmanager
@@ -78,56 +114,133 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             stack.push_async_callback(local.stop)
             await local.start()
             backends.append(local.backend)
-        redis, checkpointer = await _open_memory(settings, stack)
         llm = LLMPool(settings.llm, backends)
         stack.push_async_callback(llm.aclose)
+        embedder: Embedder | None = None
         retrieval: Retrieval | None = None
         retrieval_error: str | None = None
         try:
-            retrieval = await _open_retrieval(settings, llm)
+            embedder = await _open_embedder(settings, llm)
         except SwitchboardError as exc:
-            retrieval_error = exc.message
-            log.error("retrieval is off: %s", exc.message)
-        else:
-            stack.push_async_callback(retrieval.close)
+            retrieval_error = f"embedder: {exc.message}"
+            log.error("retrieval is off and memories are recalled without vectors: %s", exc)
+        memory = await _open_memory(settings, stack, embedder)
+        graph, graph_error = await _open_graph(settings, stack)
+        if embedder is not None:
+            try:
+                retrieval = await _open_retrieval(settings, llm, embedder, graph)
+            except SwitchboardError as exc:
+                retrieval_error = exc.message
+                log.error("retrieval is off: %s", exc.message)
+            else:
+                stack.push_async_callback(retrieval.close)
         yield Services(
             settings=settings,
             llm=llm,
-            workflows=build_registry(checkpointer),
+            workflows=build_registry(memory.checkpointer),
             local=local,
             retrieval=retrieval,
             retrieval_error=retrieval_error,
-            redis=redis,
+            memory=memory,
+            graph=graph,
+            graph_error=graph_error,
         )
 
 
-async def _open_memory(settings: Settings, stack: AsyncExitStack) -> tuple[Redis, AsyncRedisSaver]:
-    """Redis (the configured server, or an embedded one) and the checkpointer on it. Memory is
-    required: start-up fails with a clear error when Redis cannot be reached."""
+async def _open_memory(
+    settings: Settings, stack: AsyncExitStack, embedder: Embedder | None
+) -> Memory:
+    """Redis (the configured server, or an embedded one), the checkpointer and the long-term
+    store on it. An embedded Redis that fails to start fails start-up; a configured one that
+    cannot be reached leaves the service up, not ready, until it answers."""
     config = settings.redis
     url = config.url
+    embedded: EmbeddedRedis | None = None
     if url is None:
         embedded = EmbeddedRedis(settings.server.data_dir / "redis", config.port)
         stack.push_async_callback(embedded.stop)
         await embedded.start()
         url = embedded.url
-    redis = Redis.from_url(url, socket_connect_timeout=2)
+    # Bounded socket waits: a Redis that stops answering must fail a turn, not hang it.
+    redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     stack.push_async_callback(redis.aclose)
-    ttl = (
-        {"default_ttl": config.thread_ttl_minutes, "refresh_on_read": True}
-        if config.thread_ttl_minutes
+    thread_ttl = config.thread_ttl_minutes
+    checkpointer = Checkpointer(
+        redis_client=redis,
+        ttl={"default_ttl": thread_ttl, "refresh_on_read": True} if thread_ttl else None,
+    )
+    store: FixedAsyncRedisStore | None = None
+    long_term: LongTermMemory | None = None
+    if settings.memory.enabled:
+        memory_ttl = settings.memory.ttl_minutes
+        index: Any = (
+            {"dims": embedder.dimension, "embed": embedder.embed, "fields": ["text"]}
+            if embedder is not None
+            else None
+        )
+        store = FixedAsyncRedisStore(
+            redis_client=redis,
+            index=index,
+            ttl={"default_ttl": memory_ttl, "refresh_on_read": True} if memory_ttl else None,
+        )
+        long_term = LongTermMemory(store, vector_search=embedder is not None)
+    memory = Memory(
+        redis=redis,
+        checkpointer=checkpointer,
+        threads=ThreadRegistry(redis, thread_ttl),
+        long_term=long_term,
+        store=store,
+        embedded=embedded,
+    )
+    try:
+        await memory.ensure_ready()
+    except SwitchboardError as exc:
+        log.error("%s; chat is refused until it answers", exc.message)
+    return memory
+
+
+async def _open_graph(
+    settings: Settings, stack: AsyncExitStack
+) -> tuple[KnowledgeGraph | None, str | None]:
+    """The knowledge graph: the configured Neo4j, or the embedded harness when Java and Maven
+    are here; (None, why) when it is off."""
+    config = settings.graph
+    if not config.enabled:
+        return None, "disabled by configuration"
+    url = config.url
+    if url is None:
+        embedded = EmbeddedNeo4j(settings.server.data_dir / "neo4j", config.port, config.heap_mb)
+        try:
+            await embedded.start(config.startup_timeout)
+        except SwitchboardError as exc:
+            log.error("knowledge graph is off: %s", exc.message)
+            return None, exc.message
+        stack.push_async_callback(embedded.stop)
+        url = embedded.url
+    auth = (
+        (config.username, config.password.get_secret_value() if config.password else "")
+        if config.username
         else None
     )
-    checkpointer = AsyncRedisSaver(redis_client=redis, ttl=ttl)
+    graph = Neo4jGraph(
+        url,
+        auth=auth,
+        database=config.database,
+        connect_timeout=config.connect_timeout,
+        query_timeout=config.query_timeout,
+    )
+    stack.push_async_callback(graph.close)
     try:
-        await checkpointer.asetup()
-    except (RedisError, RedisVLError, OSError) as exc:
-        raise RedisUnavailable(f"Redis at {url} is unavailable: {exc}") from None
-    return redis, checkpointer
+        await graph.ensure_schema()
+    except SwitchboardError as exc:
+        # Kept: queries fail (and degrade to vectors) until Neo4j answers.
+        log.error("knowledge graph schema not set up: %s", exc.message)
+    return graph, None
 
 
-async def _open_retrieval(settings: Settings, llm: LLMPool) -> Retrieval:
-    embedder = await _open_embedder(settings, llm)
+async def _open_retrieval(
+    settings: Settings, llm: LLMPool, embedder: Embedder, graph: KnowledgeGraph | None
+) -> Retrieval:
     config = settings.retrieval
     store = QdrantStore(
         collection=config.collection,
@@ -140,12 +253,14 @@ async def _open_retrieval(settings: Settings, llm: LLMPool) -> Retrieval:
     except SwitchboardError:
         await store.close()
         raise
-    stages = [VectorStage(store, embedder, settings.embeddings.batch_size)]
+    stages: list[IngestStage] = [VectorStage(store, embedder, settings.embeddings.batch_size)]
+    if graph is not None:
+        stages.append(GraphStage(graph, llm, settings.graph))
     return Retrieval(
         store=store,
         embedder=embedder,
         ingestor=Ingestor(store, config, stages),
-        retriever=Retriever(store, embedder, config),
+        retriever=Retriever(store, embedder, config, graph, settings.graph),
     )
 
 

@@ -26,7 +26,7 @@ class Turn:
         return start_run(self.spec.graph, self.info, self.input, self.context, self.durability)
 
 
-def prepare_turn(
+async def prepare_turn(
     services: Services,
     tenant: str,
     workflow: str,
@@ -37,7 +37,8 @@ def prepare_turn(
     temperature: float | None,
     allow_retry: bool,
 ) -> Turn:
-    """Validate a turn and build its run; raise `InvalidRequest`/`NotFound`/`PayloadTooLarge`."""
+    """Validate a turn, claim its thread for the tenant, and build its run; raise
+    `InvalidRequest`/`NotFound`/`PayloadTooLarge`, or `MemoryUnavailable` when Redis is down."""
     settings = services.settings
     limits = settings.limits
     spec = services.workflows.get(workflow)
@@ -70,6 +71,13 @@ def prepare_turn(
     quality = settings.quality
     if options.quality_check is not None:
         quality = quality.model_copy(update={"enabled": options.quality_check})
+    info = new_run(spec.name, options.thread_id)
+    memory = services.memory
+    await memory.ensure_ready()
+    owner = await memory.threads.claim(info.thread_id, tenant, options.user, spec.name)
+    if owner.tenant != tenant:
+        # Another tenant's thread: answered as if it did not exist, so ids do not leak.
+        raise NotFound(f"thread {info.thread_id!r} not found", param="thread_id")
     context = RouterContext(
         llm=services.llm,
         router=settings.router,
@@ -81,8 +89,11 @@ def prepare_turn(
         retriever=services.retrieval.retriever if services.retrieval else None,
         tenant=tenant,
         context_tokens=settings.retrieval.context_tokens,
+        user=options.user,
+        thread_id=info.thread_id,
+        memory=services.memory.long_term,
+        memory_settings=settings.memory,
     )
-    info = new_run(spec.name, options.thread_id)
     return Turn(
         spec=spec,
         info=info,

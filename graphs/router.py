@@ -1,4 +1,10 @@
-"""The router graph: classify → (rag | direct | crew) → generate → check_quality.
+"""The router graph: recall → classify → (rag | direct | crew) → generate → check_quality →
+remember.
+
+`recall` reads the user's long-term memories (when the turn names a user) for `generate`'s
+prompt; `remember` asks the extractor model, bounded, what the user's message says about them
+that is worth keeping, and stores it. Neither can fail a turn: memory is best effort once the
+conversation itself (the checkpointer) has been read.
 
 `classify` asks the router model for a route with a constrained (JSON-schema) answer and falls
 back to `direct` on anything it cannot use. Only the routes in the run's `routes` can be taken:
@@ -13,7 +19,7 @@ import logging
 import operator
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NotRequired, TypedDict, cast, get_args
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -21,15 +27,17 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field, ValidationError
 
 from graphs import prompts
+from memory.long_term import LongTermMemory
 from memory.retrieval import Retriever
 from memory.store import SearchFilter
 from switchboard.errors import BackendError, SwitchboardError
 from switchboard.events import Event, EventKind, token
 from switchboard.llm import LLMPool, Message
 from switchboard.llm.tokens import estimate_tokens
-from switchboard.settings import QualitySettings, Role, RouterSettings
+from switchboard.settings import MemorySettings, QualitySettings, Role, RouterSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,7 @@ class RouterState(TypedDict):
     finish_reason: NotRequired[str]
     sources: NotRequired[list[dict[str, Any]]]
     citations: NotRequired[list[int]]
+    memories: NotRequired[list[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +91,33 @@ class RouterContext:
     retriever: Retriever | None = None  # None: the rag route is not available
     tenant: str = "default"
     context_tokens: int = 1200
+    user: str | None = None  # long-term memory is per user; none: no memory
+    thread_id: str | None = None
+    memory: LongTermMemory | None = None
+    memory_settings: MemorySettings = field(default_factory=MemorySettings)
 
     @property
     def routes(self) -> tuple[Route, ...]:
         return ("rag", "direct") if self.retriever is not None else ("direct",)
+
+
+async def recall(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    """The user's memories most related to this message (none without a user or on failure)."""
+    ctx = runtime.context
+    if ctx.memory is None or ctx.user is None:
+        return {"memories": []}
+    try:
+        found = await ctx.memory.recall(
+            ctx.tenant,
+            ctx.user,
+            _last_user_text(state["messages"]),
+            ctx.memory_settings.recall_limit,
+        )
+    except Exception as exc:  # the store's own errors vary (Redis, RedisVL); never fail a turn
+        log.warning("recall failed: %s", exc)
+        get_stream_writer()(Event(EventKind.WARNING, {"message": "memories unavailable"}))
+        return {"memories": []}
+    return {"memories": [m.text for m in found]}
 
 
 async def classify(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
@@ -187,18 +219,31 @@ async def rag(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, 
     write = get_stream_writer()
     assert ctx.retriever is not None, "rag is routed to only when retrieval is set up"
     try:
-        found = await ctx.retriever.retrieve(
+        found = await ctx.retriever.search(
             _last_user_text(state["messages"]), SearchFilter(tenant=ctx.tenant)
         )
     except SwitchboardError as exc:
         write(Event(EventKind.SOURCES, {"sources": [], "degraded": exc.message}))
         note = prompts.RAG_UNAVAILABLE.format(reason=exc.code)
         return {"prompt": [{"role": "system", "content": note}, *state["messages"]], "sources": []}
-    sources = _within_budget([s.public() for s in found], ctx.context_tokens)
+    if found.warning is not None:
+        write(
+            Event(
+                EventKind.WARNING,
+                {
+                    "message": "knowledge graph unavailable; sources from vectors only",
+                    "detail": found.warning,
+                },
+            )
+        )
+    sources = _within_budget([s.public() for s in found.sources], ctx.context_tokens)
     for number, source in enumerate(sources, start=1):
         source["number"] = number
-    write(Event(EventKind.SOURCES, {"sources": sources}))
+    facts = [f.text() for f in found.facts]
+    write(Event(EventKind.SOURCES, {"sources": sources, "facts": facts}))
     system = prompts.RAG.format(sources=_format_sources(sources))
+    if facts:
+        system += "\n\n" + prompts.RAG_FACTS.format(facts="\n".join(f"- {f}" for f in facts))
     conversation = [m for m in state["messages"] if m.get("role") != "system"]
     return {"prompt": [{"role": "system", "content": system}, *conversation], "sources": sources}
 
@@ -241,7 +286,7 @@ async def generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     ctx = runtime.context
     write = get_stream_writer()
     attempts = state.get("attempts", 0) + 1
-    prompt = state["prompt"]
+    prompt = _with_memories(state["prompt"], state.get("memories", []))
     if attempts > 1:
         write(Event(EventKind.RETRY, {"attempt": attempts, "reason": "low quality score"}))
         prompt = [*prompt, {"role": "system", "content": prompts.RETRY_HINT}]
@@ -269,6 +314,18 @@ async def generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     }
 
 
+def _with_memories(prompt: list[Message], memories: list[str]) -> list[Message]:
+    if not memories:
+        return prompt
+    note: Message = {
+        "role": "system",
+        "content": prompts.MEMORIES.format(facts="\n".join(f"- {m}" for m in memories)),
+    }
+    # After the leading system message (the instructions), before the conversation.
+    split = 1 if prompt and prompt[0].get("role") == "system" else 0
+    return [*prompt[:split], note, *prompt[split:]]
+
+
 async def check_quality(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     ctx = runtime.context
     # The answer joins the thread's history once it is final (not when it is to be retried).
@@ -288,10 +345,67 @@ async def check_quality(state: RouterState, runtime: Runtime[RouterContext]) -> 
 
 def after_quality(
     state: RouterState, runtime: Runtime[RouterContext]
-) -> Literal["generate", "__end__"]:
+) -> Literal["generate", "remember"]:
     if _wants_retry(runtime.context, state.get("quality"), state["attempts"]):
         return "generate"
-    return "__end__"
+    return "remember"
+
+
+class _Remembered(BaseModel):
+    facts: list[str] = Field(max_length=10)
+
+
+async def remember(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    """Ask the extractor model what to keep about the user from their message (one bounded,
+    schema-constrained call) and store it; failures are logged, never raised."""
+    ctx = runtime.context
+    config = ctx.memory_settings
+    if ctx.memory is None or ctx.user is None or not config.extract:
+        return {}
+    message = _last_user_text(state["messages"])[: config.max_fact_chars * 10]
+    schema = {
+        "type": "object",
+        "properties": {
+            "facts": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": config.max_fact_chars},
+                "maxItems": config.max_facts_per_turn,
+            }
+        },
+        "required": ["facts"],
+        "additionalProperties": False,
+    }
+    try:
+        completion = await ctx.llm.complete(
+            Role.EXTRACTOR,
+            [
+                {
+                    "role": "system",
+                    "content": prompts.REMEMBER.format(limit=config.max_facts_per_turn),
+                },
+                {"role": "user", "content": f"<<<MESSAGE\n{message}\nMESSAGE>>>"},
+            ],
+            max_tokens=config.extraction_max_tokens,
+            temperature=0,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "facts", "strict": True, "schema": schema},
+            },
+        )
+        facts = _Remembered.model_validate_json(completion.text).facts
+    except (BackendError, ValidationError, ValueError) as exc:
+        log.info("nothing remembered from this turn: %s", str(exc)[:200])
+        return {}
+    kept = [" ".join(f.split())[: config.max_fact_chars] for f in facts if f.strip()]
+    if not kept:
+        return {}
+    try:
+        await ctx.memory.remember(
+            ctx.tenant, ctx.user, ctx.thread_id, kept[: config.max_facts_per_turn]
+        )
+    except Exception as exc:  # a store failure after the answer must not fail the turn
+        log.warning("could not store memories: %s", exc)
+    return {}
 
 
 def _wants_retry(ctx: RouterContext, score: float | None, attempts: int) -> bool:
@@ -359,12 +473,15 @@ def build_router_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> 
         input_schema=RouterInput,
         output_schema=RouterOutput,
     )
+    graph.add_node("recall", recall)
     graph.add_node("classify", classify)
     graph.add_node("direct", direct)
     graph.add_node("rag", rag)
     graph.add_node("generate", generate)
     graph.add_node("check_quality", check_quality)
-    graph.add_edge(START, "classify")
+    graph.add_node("remember", remember)
+    graph.add_edge(START, "recall")
+    graph.add_edge("recall", "classify")
     # One entry per route with a node; the `crew` node is added by its issue.
     graph.add_conditional_edges(
         "classify", lambda s: s["route"], {"direct": "direct", "rag": "rag"}
@@ -372,5 +489,6 @@ def build_router_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> 
     graph.add_edge("direct", "generate")
     graph.add_edge("rag", "generate")
     graph.add_edge("generate", "check_quality")
-    graph.add_conditional_edges("check_quality", after_quality, ["generate", END])
+    graph.add_conditional_edges("check_quality", after_quality, ["generate", "remember"])
+    graph.add_edge("remember", END)
     return graph.compile(name="router", checkpointer=checkpointer)

@@ -42,6 +42,7 @@ class DocumentRecord:
     chunk_count: int = 0
     error: str | None = None
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
+    owner: str | None = None  # the user who uploaded it (forgetting that user deletes it)
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 

@@ -34,7 +34,9 @@ class IngestStage(Protocol):
 
     async def run(self, record: DocumentRecord, chunks: Sequence[Chunk]) -> None: ...
 
-    async def undo(self, tenant: str, document_id: str) -> None: ...
+    async def undo(self, tenant: str, document_id: str) -> dict[str, int]:
+        """Remove what `run` wrote for the document; counts of what was removed."""
+        ...
 
 
 class VectorStage:
@@ -72,8 +74,8 @@ class VectorStage:
                 ]
             )
 
-    async def undo(self, tenant: str, document_id: str) -> None:
-        await self._store.delete_chunks(tenant, document_id)
+    async def undo(self, tenant: str, document_id: str) -> dict[str, int]:
+        return {"chunks": await self._store.delete_chunks(tenant, document_id)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +107,12 @@ class Ingestor:
         filename: str,
         data: bytes,
         metadata: Mapping[str, MetadataValue] | None = None,
+        owner: str | None = None,
     ) -> Prepared:
         """Read a file (4xx errors for unsupported, corrupt or empty ones) and register it;
         the same bytes already ingested for this tenant come back as `done`."""
         return await self._prepare(
-            tenant, filename, data, lambda: extract(filename, data), metadata
+            tenant, filename, data, lambda: extract(filename, data), metadata, owner
         )
 
     async def prepare_text(
@@ -118,10 +121,11 @@ class Ingestor:
         text: str,
         title: str | None = None,
         metadata: Mapping[str, MetadataValue] | None = None,
+        owner: str | None = None,
     ) -> Prepared:
         data = text.encode()
         return await self._prepare(
-            tenant, title or "text", data, lambda: extract_text(text, title), metadata
+            tenant, title or "text", data, lambda: extract_text(text, title), metadata, owner
         )
 
     async def _prepare(
@@ -131,6 +135,7 @@ class Ingestor:
         data: bytes,
         read: _Reader,
         metadata: Mapping[str, MetadataValue] | None,
+        owner: str | None,
     ) -> Prepared:
         content_hash = hashlib.sha256(data).hexdigest()
         identity = document_id(tenant, content_hash)
@@ -147,6 +152,7 @@ class Ingestor:
             content_hash=content_hash,
             size_bytes=len(data),
             metadata=dict(metadata or {}),
+            owner=owner,
         )
         await self._store.put_document(record)
         return Prepared(record, extracted)
@@ -194,11 +200,11 @@ class Ingestor:
 
     async def delete(self, tenant: str, document_id: str) -> dict[str, int]:
         """Remove a document and everything its stages wrote; counts of what was removed."""
-        chunks = await self._store.count_chunks(tenant, document_id)
+        removed = {"documents": 1}
         for stage in self._stages:
-            await stage.undo(tenant, document_id)
+            removed.update(await stage.undo(tenant, document_id))
         await self._store.delete_document(tenant, document_id)
-        return {"documents": 1, "chunks": chunks}
+        return removed
 
 
 class _Reader(Protocol):

@@ -1,15 +1,29 @@
 """Hybrid retrieval: dense and BM25 candidates from Qdrant fused by reciprocal rank, then
-re-ranked."""
+re-ranked; with a knowledge graph, the chunks reached from the question's entities join them.
+
+Graph augmentation (`Retriever.search`): the question's entities are linked through the graph's
+full-text index (a candidate counts only when every word of its name is in the question), their
+neighbourhoods (1-2 hops, bounded) give facts and the chunks that mention the entities reached,
+nearest first; that list and the vector list are fused by reciprocal rank. A chunk reached through
+the graph carries the path that led to it. A graph failure leaves the vector results and a warning.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import asyncio
+import logging
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from memory.graph import EntityInfo, Fact, GraphChunk, KnowledgeGraph, normalise
 from memory.sparse import encode_query, terms
 from memory.store import ChunkStore, Hit, SearchFilter
 from switchboard.embeddings import Embedder
-from switchboard.settings import RetrievalSettings
+from switchboard.errors import SwitchboardError
+from switchboard.settings import GraphSettings, RetrievalSettings
+
+log = logging.getLogger(__name__)
+_RRF_K = 60
 
 # Re-ranking blends the query-chunk cosine (meaning) with the share of the query's terms the chunk
 # contains (exact names, codes and numbers, which small embedders blur).
@@ -30,9 +44,11 @@ class Source:
     page: int | None
     score: float
     text: str
+    graph_path: tuple[str, ...] | None = None  # entity, relation, entity, ... that led here
 
     def public(self) -> dict[str, Any]:
         return {
+            "graph_path": list(self.graph_path) if self.graph_path else None,
             "document_id": self.document_id,
             "chunk_id": self.chunk_id,
             "chunk_index": self.chunk_index,
@@ -45,22 +61,118 @@ class Source:
         }
 
 
+@dataclass(slots=True)
+class Retrieved:
+    sources: list[Source]
+    facts: list[Fact] = field(default_factory=list)
+    entities: list[EntityInfo] = field(default_factory=list)
+    warning: str | None = None  # the graph failed; these are vector results only
+
+
 class Retriever:
-    def __init__(self, store: ChunkStore, embedder: Embedder, settings: RetrievalSettings) -> None:
+    def __init__(
+        self,
+        store: ChunkStore,
+        embedder: Embedder,
+        settings: RetrievalSettings,
+        graph: KnowledgeGraph | None = None,
+        graph_settings: GraphSettings | None = None,
+    ) -> None:
         self._store = store
         self._embedder = embedder
         self._settings = settings
+        self.graph = graph
+        self._graph_settings = graph_settings or GraphSettings()
 
-    async def retrieve(self, query: str, where: SearchFilter, k: int | None = None) -> list[Source]:
-        """The `k` best passages for `query` among the chunks `where` allows."""
+    async def search(self, query: str, where: SearchFilter, k: int | None = None) -> Retrieved:
+        """`retrieve`, augmented by the knowledge graph when there is one."""
         limit = k or self._settings.top_k
-        dense = (await self._embedder.embed([query]))[0]
+        if self.graph is None:
+            return Retrieved(await self.retrieve(query, where, limit))
+        dense_task = asyncio.create_task(self._embedder.embed([query]))
+        try:
+            linked, facts, reached = await self._from_graph(self.graph, query, where.tenant)
+        except SwitchboardError as exc:
+            log.warning("graph retrieval failed, using vectors only: %s", exc.message)
+            dense = (await dense_task)[0]
+            return Retrieved(await self._vector(query, dense, where, limit), warning=exc.message)
+        dense = (await dense_task)[0]
+        vector = await self._vector(query, dense, where, self._settings.candidates)
+        graph_hits = await self._store.get_chunks(where.tenant, [c.chunk_id for c in reached])
+        if where.document_ids:
+            graph_hits = [h for h in graph_hits if h.document_id in where.document_ids]
+        paths = {c.chunk_id: c.path for c in reached}
+        return Retrieved(
+            _fuse(vector, [_source(h) for h in rerank(query, dense, graph_hits)], paths, limit),
+            facts[: self._graph_settings.max_facts],
+            linked,
+        )
+
+    async def _from_graph(
+        self, graph: KnowledgeGraph, query: str, tenant: str
+    ) -> tuple[list[EntityInfo], list[Fact], list[GraphChunk]]:
+        config = self._graph_settings
+        candidates = await graph.search_entities(tenant, query, config.linked_entities * 4)
+        linked = link_entities(query, candidates)[: config.linked_entities]
+        hoods = await asyncio.gather(
+            *(graph.neighbourhood(tenant, e.id, config.hops, config.max_paths) for e in linked)
+        )
+        facts: dict[Fact, None] = {}
+        reached: dict[str, GraphChunk] = {}
+        for hood in hoods:
+            if hood is None:
+                continue
+            facts.update(dict.fromkeys(hood.facts))
+            for chunk in hood.chunks:
+                known = reached.get(chunk.chunk_id)
+                if known is None or chunk.hops < known.hops:
+                    reached[chunk.chunk_id] = chunk
+        ordered = sorted(reached.values(), key=lambda c: c.hops)[: self._settings.candidates]
+        return linked, list(facts), ordered
+
+    async def _vector(
+        self, query: str, dense: list[float], where: SearchFilter, limit: int
+    ) -> list[Source]:
         hits = await self._store.hybrid_search(
             where, dense, encode_query(query), self._settings.candidates
         )
         if self._settings.rerank:
             hits = rerank(query, dense, hits)
         return [_source(hit) for hit in hits[:limit]]
+
+    async def retrieve(self, query: str, where: SearchFilter, k: int | None = None) -> list[Source]:
+        """The `k` best passages for `query` among the chunks `where` allows."""
+        dense = (await self._embedder.embed([query]))[0]
+        return await self._vector(query, dense, where, k or self._settings.top_k)
+
+
+def link_entities(query: str, candidates: list[EntityInfo]) -> list[EntityInfo]:
+    """The candidates the question names: every word of the entity's name occurs in the
+    question (the full-text index also returns partial matches). Longer names first, since
+    "with statement" says more than "statement"."""
+    words = set(normalise(query).replace("?", " ").split())
+    text = normalise(query)
+    named = [
+        c
+        for c in candidates
+        if normalise(c.name) in text or set(normalise(c.name).split()) <= words
+    ]
+    return sorted(named, key=lambda c: (-len(c.name.split()), -(c.score or 0)))
+
+
+def _fuse(
+    vector: list[Source], graph: list[Source], paths: dict[str, tuple[str, ...]], limit: int
+) -> list[Source]:
+    """Reciprocal-rank fusion of the vector and graph rankings; a chunk reached through the
+    graph keeps its path."""
+    scores: dict[str, float] = {}
+    by_id: dict[str, Source] = {}
+    for ranking in (vector, graph):
+        for rank, source in enumerate(ranking):
+            scores[source.chunk_id] = scores.get(source.chunk_id, 0.0) + 1 / (_RRF_K + rank + 1)
+            by_id.setdefault(source.chunk_id, source)
+    best = sorted(scores, key=lambda c: scores[c], reverse=True)[:limit]
+    return [replace(by_id[c], score=scores[c], graph_path=paths.get(c)) for c in best]
 
 
 def rerank(query: str, query_vector: list[float], hits: list[Hit]) -> list[Hit]:

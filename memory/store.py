@@ -87,6 +87,7 @@ class ChunkStore(Protocol):
     async def hybrid_search(
         self, where: SearchFilter, dense: list[float], sparse: SparseVector, limit: int
     ) -> list[Hit]: ...
+    async def get_chunks(self, tenant: str, chunk_ids: Sequence[str]) -> list[Hit]: ...
     async def put_document(self, record: DocumentRecord) -> None: ...
     async def get_document(self, tenant: str, document_id: str) -> DocumentRecord | None: ...
     async def list_documents(self, tenant: str) -> list[DocumentRecord]: ...
@@ -231,26 +232,23 @@ class QdrantStore:
                 with_vectors=[DENSE],
             )
         )
-        hits = []
-        for point in response.points:
-            payload = point.payload or {}
-            vectors = point.vector if isinstance(point.vector, dict) else {}
-            vector = vectors.get(DENSE, [])
-            hits.append(
-                Hit(
-                    chunk_id=str(point.id),
-                    document_id=payload["document_id"],
-                    index=payload["index"],
-                    text=payload["text"],
-                    title=payload["title"],
-                    source=payload["source"],
-                    section=payload.get("section"),
-                    page=payload.get("page"),
-                    score=float(point.score),
-                    dense=list(vector) if isinstance(vector, list) else [],
-                )
+        return [_hit(point, float(point.score)) for point in response.points]
+
+    async def get_chunks(self, tenant: str, chunk_ids: Sequence[str]) -> list[Hit]:
+        """The searchable chunks of the tenant among `chunk_ids`, in that order (score 0)."""
+        if not chunk_ids:
+            return []
+        points = await self._guard(
+            self._client.retrieve(
+                self.collection, ids=list(chunk_ids), with_payload=True, with_vectors=[DENSE]
             )
-        return hits
+        )
+        by_id = {
+            str(p.id): p
+            for p in points
+            if (p.payload or {}).get("tenant") == tenant and (p.payload or {}).get("searchable")
+        }
+        return [_hit(by_id[c], 0.0) for c in chunk_ids if c in by_id]
 
     async def put_document(self, record: DocumentRecord) -> None:
         point = models.PointStruct(id=record.id, vector={}, payload=record.to_payload())
@@ -296,6 +294,24 @@ class QdrantStore:
             return await call
         except (ResponseHandlingException, UnexpectedResponse, OSError, RuntimeError) as exc:
             raise StoreUnavailable(f"Qdrant failed: {exc}") from None
+
+
+def _hit(point: Any, score: float) -> Hit:
+    payload = point.payload or {}
+    vectors = point.vector if isinstance(point.vector, dict) else {}
+    vector = vectors.get(DENSE, [])
+    return Hit(
+        chunk_id=str(point.id),
+        document_id=payload["document_id"],
+        index=payload["index"],
+        text=payload["text"],
+        title=payload["title"],
+        source=payload["source"],
+        section=payload.get("section"),
+        page=payload.get("page"),
+        score=score,
+        dense=list(vector) if isinstance(vector, list) else [],
+    )
 
 
 def _tenant_filter(tenant: str) -> models.Filter:

@@ -1,8 +1,8 @@
 """The event model of a run: what every stream carries, in order.
 
 A stream opens with `metadata`, carries `route`, `sources` (rag: before the first token), `token`
-(one per backend chunk), `quality` and `retry` as they happen, and ends with exactly one `end` or
-`error`.
+(one per backend chunk), `quality`, `retry` and `warning` as they happen, and ends with exactly one
+`end` or `error`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class EventKind(StrEnum):
     TOKEN = "token"
     QUALITY = "quality"
     RETRY = "retry"
+    WARNING = "warning"  # something degraded but the run goes on (e.g. the graph is down)
     END = "end"
     ERROR = "error"
 

@@ -37,8 +37,12 @@ class ManagedProcess:
         log_path: Path,
         ready: Callable[[], Awaitable[bool]],
         startup_timeout: float,
+        *,
+        stdin_pipe: bool = False,
     ) -> None:
         self.name = name
+        # A pipe the child can watch: it closes when this process dies, however it dies.
+        self._stdin_pipe = stdin_pipe
         self._args = list(args)
         self._log_path = log_path
         self._ready = ready
@@ -55,7 +59,10 @@ class ManagedProcess:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("ab") as log_file:
             self._process = await asyncio.create_subprocess_exec(
-                *self._args, stdout=log_file, stderr=asyncio.subprocess.STDOUT
+                *self._args,
+                stdin=asyncio.subprocess.PIPE if self._stdin_pipe else asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
             )
         try:
             await self._wait_ready()

@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, HttpUrl, ValidationError, model_validator
+from pydantic import BaseModel, Field, HttpUrl, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,7 @@ class Role(StrEnum):
     CREW = "crew"
     JUDGE = "judge"
     EMBEDDINGS = "embeddings"
+    EXTRACTOR = "extractor"  # what to remember from a turn; entities and relations of a chunk
 
 
 class BackendConfig(BaseModel):
@@ -176,6 +177,52 @@ class RedisSettings(BaseModel):
     )
 
 
+class MemorySettings(BaseModel):
+    """Long-term memory: short facts about a user, recalled in any of their threads."""
+
+    enabled: bool = Field(default=True, description="Recall and remember facts per user.")
+    ttl_minutes: int | None = Field(
+        default=43200, ge=1, description="Facts unused this long expire; empty: never."
+    )
+    recall_limit: int = Field(default=5, ge=1, le=20, description="Facts given to a turn.")
+    extract: bool = Field(
+        default=True, description="After each turn, ask the extractor model what to remember."
+    )
+    max_facts_per_turn: int = Field(default=3, ge=1, le=10)
+    max_fact_chars: int = Field(default=200, ge=20, le=1000)
+    extraction_max_tokens: int = Field(default=200, ge=16, le=2000)
+
+
+class GraphSettings(BaseModel):
+    """The knowledge graph (Neo4j): filled at ingestion, used by the rag route."""
+
+    enabled: bool = Field(default=True, description="Off: no graph at ingestion or retrieval.")
+    url: str | None = Field(
+        default=None,
+        description="A Neo4j 5 server (bolt:// or neo4j://); empty: the service runs Neo4j's "
+        "in-process harness itself (needs Java 17 and Maven; without them the graph is off).",
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    database: str | None = None
+    port: int = Field(default=0, ge=0, le=65535, description="Embedded server; 0 picks one.")
+    heap_mb: int = Field(default=512, ge=128, description="Embedded server's Java heap.")
+    startup_timeout: float = Field(default=180.0, gt=0)
+    connect_timeout: float = Field(
+        default=3.0, gt=0, description="Bounds connection set-up (a wrong port fails fast)."
+    )
+    query_timeout: float = Field(default=5.0, gt=0)
+    hops: int = Field(default=2, ge=1, le=2, description="Neighbourhood depth in retrieval.")
+    linked_entities: int = Field(default=4, ge=1, le=20, description="Question entities used.")
+    max_paths: int = Field(default=40, ge=1, le=500, description="Per linked entity.")
+    max_facts: int = Field(default=12, ge=0, le=100, description="Facts put in the prompt.")
+    extraction_attempts: int = Field(default=3, ge=1, le=10)
+    extraction_max_tokens: int = Field(default=700, ge=64, le=8000)
+    extraction_concurrency: int = Field(default=2, ge=1, le=32)
+    max_entities_per_chunk: int = Field(default=20, ge=1, le=40)
+    max_relations_per_chunk: int = Field(default=30, ge=0, le=60)
+
+
 class Settings(BaseSettings):
     """All settings. Build with `load_settings()` to get readable errors."""
 
@@ -197,6 +244,8 @@ class Settings(BaseSettings):
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    graph: GraphSettings = Field(default_factory=GraphSettings)
 
     @property
     def wants_local_backend(self) -> bool:

@@ -45,7 +45,9 @@ def backend_entry(name: str, backend: ScriptedBackend) -> dict[str, Any]:
     return {
         "name": name,
         "base_url": backend.url,
-        "models": {r: r for r in ("router", "generator", "crew", "judge", "embeddings")},
+        "models": {
+            r: r for r in ("router", "generator", "crew", "judge", "embeddings", "extractor")
+        },
     }
 
 
@@ -64,6 +66,8 @@ def make_settings(*backends: dict[str, Any], **groups: dict[str, Any]) -> Settin
     groups.setdefault("server", {})
     groups["server"].setdefault("data_dir", tempfile.mkdtemp(prefix="switchboard-test-"))
     groups.setdefault("embeddings", {"mode": "backend"})
+    # The knowledge graph needs a Neo4j: tests that use it pass `graph={"url": neo4j}`.
+    groups.setdefault("graph", {"enabled": False})
     return Settings(llm=llm, local={"mode": "off"}, **groups)  # type: ignore[arg-type]
 
 

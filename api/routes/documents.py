@@ -9,6 +9,7 @@ failed, and the first file's error status when none succeeded.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -31,6 +32,11 @@ class TextDocument(BaseModel):
     text: str = Field(min_length=1)
     title: str | None = Field(default=None, max_length=300)
     metadata: dict[str, MetadataValue] = Field(default_factory=dict, max_length=32)
+    user: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.@:+-]{1,128}$",
+        description="The uploading user: forgetting them deletes the document.",
+    )
 
 
 class IngestionFailed(SwitchboardError):
@@ -59,6 +65,7 @@ def _retrieval(services: Services) -> Retrieval:
                                 "items": {"type": "string", "format": "binary"},
                             },
                             "metadata": {"type": "string", "description": "JSON object"},
+                            "user": {"type": "string", "description": "The uploading user"},
                         },
                     }
                 },
@@ -86,7 +93,9 @@ async def _upload_text(request: Request, retrieval: Retrieval, tenant: str) -> J
         raise InvalidRequest(
             f"{param}: {first['msg']}" if param else first["msg"], param=param
         ) from None
-    prepared = await retrieval.ingestor.prepare_text(tenant, body.text, body.title, body.metadata)
+    prepared = await retrieval.ingestor.prepare_text(
+        tenant, body.text, body.title, body.metadata, body.user
+    )
     result = await _ingest(retrieval, prepared, background=False)
     if result["status"] == DocumentStatus.FAILED:
         raise IngestionFailed(f"ingestion failed: {result['document']['error']}")
@@ -101,12 +110,13 @@ async def _upload_files(
         max_files=config.max_upload_files, max_part_size=config.max_upload_bytes
     ) as form:
         metadata = _metadata(form.get("metadata"))
+        user = _user(form.get("user"))
         files = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
         if not files:
             raise InvalidRequest("no files: send them in the `files` field", param="files")
         results = []
         for upload in files:
-            results.append(await _ingest_file(retrieval, services, tenant, upload, metadata))
+            results.append(await _ingest_file(retrieval, services, tenant, upload, metadata, user))
     return _summarise(results)
 
 
@@ -116,6 +126,7 @@ async def _ingest_file(
     tenant: str,
     upload: UploadFile,
     metadata: dict[str, MetadataValue],
+    user: str | None,
 ) -> dict[str, Any]:
     name = upload.filename or "upload"
     limit = services.settings.retrieval.max_upload_bytes
@@ -123,7 +134,7 @@ async def _ingest_file(
         data = await upload.read()
         if len(data) > limit:
             raise PayloadTooLarge(f"{name} is {len(data)} bytes; at most {limit} are accepted")
-        prepared = await retrieval.ingestor.prepare_file(tenant, name, data, metadata)
+        prepared = await retrieval.ingestor.prepare_file(tenant, name, data, metadata, user)
         background = len(data) > services.settings.retrieval.background_bytes
         return {"filename": name, **await _ingest(retrieval, prepared, background)}
     except SwitchboardError as exc:
@@ -155,6 +166,17 @@ def _summarise(results: list[dict[str, Any]]) -> JSONResponse:
         )
         return JSONResponse({"error": error, "documents": results}, status_code=code)
     return JSONResponse({"documents": results}, status_code=code)
+
+
+def _user(raw: object) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not _USER.fullmatch(raw):
+        raise InvalidRequest("user must be 1-128 of A-Z a-z 0-9 _ . @ : + -", param="user")
+    return raw
+
+
+_USER = re.compile(r"[A-Za-z0-9_.@:+-]{1,128}")
 
 
 def _metadata(raw: object) -> dict[str, MetadataValue]:

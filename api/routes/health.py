@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.deps import ServicesDep
+from api.services import Services
+from switchboard.errors import SwitchboardError
 from switchboard.llm import Backend, CircuitState
 from switchboard.settings import Role
 
@@ -33,6 +35,11 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         asyncio.gather(*(_probe(b) for b in backends)), _ping(services.redis)
     )
     report = dict(zip((b.name for b in backends), states, strict=True))
+    if redis["status"] == "up" and not services.memory.ready:
+        try:
+            await services.memory.ensure_ready()
+        except SwitchboardError as exc:
+            redis = {"status": "down", "error": exc.message}
     ready = redis["status"] == "up" and any(
         state["status"] == "up" and b.config.model_for(Role.GENERATOR) is not None
         for b, state in zip(backends, states, strict=True)
@@ -51,6 +58,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         "backends": report,
         "redis": redis,
         "retrieval": retrieval,
+        "graph": await _graph(services),
     }
     return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -61,6 +69,18 @@ async def _ping(redis: Redis) -> dict[str, Any]:
             await redis.ping()
     except (RedisError, OSError, TimeoutError) as exc:
         return {"status": "down", "error": type(exc).__name__}
+    return {"status": "up"}
+
+
+async def _graph(services: Services) -> dict[str, Any]:
+    """The knowledge graph is optional: down or off is reported, not a reason to be unready."""
+    if services.graph is None:
+        return {"status": "off", "reason": services.graph_error}
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT):
+            await services.graph.ping()
+    except (SwitchboardError, TimeoutError) as exc:
+        return {"status": "down", "error": str(exc)}
     return {"status": "up"}
 
 

@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1", tags=["native"])
 async def chat_stream(
     body: NativeRunRequest, services: ServicesDep, tenant: TenantDep
 ) -> StreamingResponse:
-    turn = prepare_turn(
+    turn = await prepare_turn(
         services,
         tenant,
         body.workflow,

@@ -44,7 +44,7 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
 async def chat_completions(
     body: ChatCompletionRequest, services: ServicesDep, tenant: TenantDep
 ) -> Response:
-    turn = prepare_turn(
+    turn = await prepare_turn(
         services,
         tenant,
         body.model,

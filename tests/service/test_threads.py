@@ -66,17 +66,3 @@ def test_a_retried_draft_does_not_enter_the_history(service: str, backend: Scrip
         "final",
         "And then?",
     ]
-
-
-async def test_start_up_fails_clearly_without_redis(backend: ScriptedBackend) -> None:
-    import pytest
-
-    from api.services import open_services
-    from memory.redis_server import RedisUnavailable
-
-    settings = make_settings(
-        backend_entry("primary", backend), redis={"url": "redis://127.0.0.1:9/0"}
-    )
-    with pytest.raises(RedisUnavailable, match=r"Redis at redis://127.0.0.1:9/0 is unavailable"):
-        async with open_services(settings):
-            pass

@@ -1,0 +1,60 @@
+"""The knowledge graph: entity look-up by name and an entity's neighbourhood."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from api.deps import ServicesDep, TenantDep
+from memory.graph import GraphUnavailable, KnowledgeGraph
+from switchboard.errors import NotFound
+
+router = APIRouter(prefix="/graph", tags=["graph"])
+
+
+def _graph(graph: KnowledgeGraph | None, reason: str | None) -> KnowledgeGraph:
+    if graph is None:
+        raise GraphUnavailable(f"the knowledge graph is off: {reason}")
+    return graph
+
+
+@router.get("/entities")
+async def search_entities(
+    services: ServicesDep,
+    tenant: TenantDep,
+    q: Annotated[str, Query(min_length=1, max_length=500)],
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> dict[str, Any]:
+    """Entities whose names match `q` (full-text), best first."""
+    graph = _graph(services.graph, services.graph_error)
+    found = await graph.search_entities(tenant, q, limit)
+    return {"entities": [e.public() for e in found]}
+
+
+@router.get("/entities/{entity_id:path}")
+async def entity_neighbourhood(
+    entity_id: Annotated[str, Path(max_length=200)],
+    services: ServicesDep,
+    tenant: TenantDep,
+    hops: Annotated[int, Query(ge=1, le=2)] = 1,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """The entity, its relations up to `hops` away, and the chunks that mention what they reach."""
+    graph = _graph(services.graph, services.graph_error)
+    hood = await graph.neighbourhood(tenant, entity_id, hops, limit)
+    if hood is None:
+        raise NotFound(f"entity {entity_id!r} not found")
+    return {
+        "entity": hood.entity.public(),
+        "facts": [{"source": f.source, "type": f.type, "target": f.target} for f in hood.facts],
+        "chunks": [
+            {
+                "chunk_id": c.chunk_id,
+                "document_id": c.document_id,
+                "path": list(c.path),
+                "hops": c.hops,
+            }
+            for c in hood.chunks
+        ],
+    }

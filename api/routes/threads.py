@@ -1,0 +1,154 @@
+"""Threads and users: a thread's state and history (the LangGraph Server shapes, so that issue
+6's runs API extends them), deleting a thread, a user's memories, and forgetting a user.
+
+Another tenant's thread is a 404, as is a thread that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from langgraph.types import StateSnapshot
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import ServicesDep, TenantDep
+from api.services import Services
+from memory.forget import Forgetter
+from memory.threads import ThreadOwner
+from switchboard.errors import NotFound
+
+router = APIRouter(tags=["threads"])
+
+ThreadId = Annotated[str, Path(max_length=128)]
+UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.@:+-]{1,128}$")]
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=10, ge=1, le=1000)
+
+
+def _forgetter(services: Services) -> Forgetter:
+    retrieval = services.retrieval
+    return Forgetter(
+        checkpointer=services.memory.checkpointer,
+        threads=services.memory.threads,
+        long_term=services.memory.long_term,
+        store=retrieval.store if retrieval else None,
+        ingestor=retrieval.ingestor if retrieval else None,
+    )
+
+
+async def _owned(services: Services, tenant: str, thread_id: str) -> ThreadOwner:
+    await services.memory.ensure_ready()
+    owner = await services.memory.threads.get(thread_id)
+    if owner is None or owner.tenant != tenant:
+        raise NotFound(f"thread {thread_id!r} not found", param="thread_id")
+    return owner
+
+
+def _config(thread_id: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id}}
+
+
+def _snapshot(snapshot: StateSnapshot) -> dict[str, Any]:
+    configurable = snapshot.config.get("configurable", {})
+    parent = (snapshot.parent_config or {}).get("configurable")
+    return {
+        "values": snapshot.values,
+        "next": list(snapshot.next),
+        "checkpoint": {
+            "thread_id": configurable.get("thread_id"),
+            "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+            "checkpoint_id": configurable.get("checkpoint_id"),
+        },
+        "metadata": snapshot.metadata,
+        "created_at": snapshot.created_at,
+        "parent_checkpoint": (
+            {
+                "thread_id": parent.get("thread_id"),
+                "checkpoint_ns": parent.get("checkpoint_ns", ""),
+                "checkpoint_id": parent.get("checkpoint_id"),
+            }
+            if parent
+            else None
+        ),
+        "tasks": [],
+    }
+
+
+@router.get("/threads/{thread_id}")
+async def get_thread(
+    thread_id: ThreadId, services: ServicesDep, tenant: TenantDep
+) -> dict[str, Any]:
+    owner = await _owned(services, tenant, thread_id)
+    return {
+        "thread_id": owner.thread_id,
+        "created_at": owner.created_at,
+        "metadata": {"user": owner.user, "workflow": owner.workflow},
+    }
+
+
+@router.get("/threads/{thread_id}/state")
+async def thread_state(
+    thread_id: ThreadId, services: ServicesDep, tenant: TenantDep
+) -> dict[str, Any]:
+    """The thread's latest state: its messages and the last turn's outputs."""
+    owner = await _owned(services, tenant, thread_id)
+    graph = services.workflows[owner.workflow].graph
+    return _snapshot(await graph.aget_state(_config(thread_id)))  # type: ignore[arg-type]
+
+
+@router.get("/threads/{thread_id}/history")
+async def thread_history(
+    thread_id: ThreadId,
+    services: ServicesDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+) -> list[dict[str, Any]]:
+    """The thread's checkpoints, newest first (one per turn with the default durability)."""
+    return await _history(services, tenant, thread_id, limit)
+
+
+@router.post("/threads/{thread_id}/history")
+async def thread_history_search(
+    thread_id: ThreadId, body: HistoryQuery, services: ServicesDep, tenant: TenantDep
+) -> list[dict[str, Any]]:
+    """As `GET`, in the form `langgraph-sdk` sends."""
+    return await _history(services, tenant, thread_id, body.limit)
+
+
+async def _history(
+    services: Services, tenant: str, thread_id: str, limit: int
+) -> list[dict[str, Any]]:
+    owner = await _owned(services, tenant, thread_id)
+    graph = services.workflows[owner.workflow].graph
+    config: Any = _config(thread_id)
+    return [_snapshot(s) async for s in graph.aget_state_history(config, limit=limit)]
+
+
+@router.delete("/threads/{thread_id}")
+async def delete_thread(
+    thread_id: ThreadId, services: ServicesDep, tenant: TenantDep
+) -> dict[str, Any]:
+    """Forget the thread: its checkpoints and the memories learnt in it."""
+    owner = await _owned(services, tenant, thread_id)
+    return {"thread_id": thread_id, "deleted": await _forgetter(services).thread(owner)}
+
+
+@router.get("/users/{user}/memories")
+async def user_memories(user: UserId, services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
+    """What the service remembers about the user, newest first."""
+    await services.memory.ensure_ready()
+    long_term = services.memory.long_term
+    memories = await long_term.list(tenant, user) if long_term is not None else []
+    return {"user": user, "memories": [m.public() for m in memories]}
+
+
+@router.delete("/users/{user}")
+async def forget_user(user: UserId, services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
+    """Forget the user: their threads, memories and uploaded documents (vectors and graph)."""
+    await services.memory.ensure_ready()
+    return {"user": user, "deleted": await _forgetter(services).user(tenant, user)}

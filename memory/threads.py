@@ -1,0 +1,169 @@
+"""Threads: who owns each one, and LangGraph's Redis checkpointer with Redis failures made clear.
+
+A thread's conversation lives in the checkpointer. Beside it, `ThreadRegistry` keeps one small
+hash per thread (tenant, user, workflow) and one set per user of their threads: so that another
+tenant's thread id is a 404, and so that forgetting a user can find their threads. Both expire
+with the thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.redis.aio import AsyncRedisSaver
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from redisvl.exceptions import RedisVLError
+
+from switchboard.errors import SwitchboardError
+
+REDIS_ERRORS = (RedisError, RedisVLError, OSError)
+
+
+class MemoryUnavailable(SwitchboardError):
+    """Redis, where conversations and memories live, cannot be reached."""
+
+    status = 503
+    type = "store_error"
+    code = "memory_unavailable"
+
+
+def unavailable(exc: BaseException) -> MemoryUnavailable:
+    return MemoryUnavailable(
+        f"conversation memory (Redis) is unavailable: {type(exc).__name__}: {exc}"
+    )
+
+
+class Checkpointer(AsyncRedisSaver):
+    """`AsyncRedisSaver` whose Redis failures surface as `MemoryUnavailable` (a clear 503 for
+    the turn) rather than an internal error."""
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        try:
+            return await super().aget_tuple(config)
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+        stream_mode: str = "values",
+    ) -> RunnableConfig:
+        try:
+            return await super().aput(config, checkpoint, metadata, new_versions, stream_mode)
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Any,
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        try:
+            await super().aput_writes(config, writes, task_id, task_path)
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadOwner:
+    thread_id: str
+    tenant: str
+    user: str | None
+    workflow: str
+    created_at: float
+
+
+class ThreadRegistry:
+    def __init__(self, redis: Redis, ttl_minutes: int | None) -> None:
+        self._redis = redis
+        self._ttl = ttl_minutes * 60 if ttl_minutes else None
+
+    @staticmethod
+    def _key(thread_id: str) -> str:
+        return f"switchboard:thread:{thread_id}"
+
+    @staticmethod
+    def _user_key(tenant: str, user: str) -> str:
+        return f"switchboard:user-threads:{tenant}:{user}"
+
+    async def get(self, thread_id: str) -> ThreadOwner | None:
+        try:
+            raw = await self._redis.hgetall(self._key(thread_id))
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
+        if not raw:
+            return None
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        return ThreadOwner(
+            thread_id=thread_id,
+            tenant=fields["tenant"],
+            user=fields.get("user") or None,
+            workflow=fields.get("workflow", ""),
+            created_at=float(fields.get("created_at", 0)),
+        )
+
+    async def claim(
+        self, thread_id: str, tenant: str, user: str | None, workflow: str
+    ) -> ThreadOwner:
+        """Record a turn on the thread: the first turn makes the tenant (and user) its owner;
+        later turns refresh its expiry. Returns the owner, which the caller compares."""
+        key = self._key(thread_id)
+        fields = {
+            "tenant": tenant,
+            "user": user or "",
+            "workflow": workflow,
+            "created_at": str(time.time()),
+        }
+        try:
+            created = await self._redis.hsetnx(key, "tenant", tenant)
+            if created:
+                await self._redis.hset(key, mapping=cast(Any, fields))
+                if user:
+                    await self._redis.sadd(self._user_key(tenant, user), thread_id)
+            if self._ttl:
+                await self._redis.expire(key, self._ttl)
+                if user:
+                    await self._redis.expire(self._user_key(tenant, user), self._ttl)
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
+        owner = await self.get(thread_id)
+        assert owner is not None
+        return owner
+
+    async def threads_of(self, tenant: str, user: str) -> list[str]:
+        try:
+            members = await self._redis.smembers(self._user_key(tenant, user))
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
+        return sorted(_text(m) for m in members)
+
+    async def remove(self, owner: ThreadOwner) -> None:
+        try:
+            await self._redis.delete(self._key(owner.thread_id))
+            if owner.user:
+                await self._redis.srem(self._user_key(owner.tenant, owner.user), owner.thread_id)
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def count_checkpoints(saver: AsyncRedisSaver, thread_id: str) -> int:
+    return sum([1 async for _ in saver.alist({"configurable": {"thread_id": thread_id}})])
