@@ -351,6 +351,11 @@ def after_quality(
     return "remember"
 
 
+# Recalled memories are for this turn's prompt only: cleared before the turn's state is saved,
+# so a thread's checkpoints never hold another thread's facts (forgetting those stays complete).
+_FORGET_RECALLED: dict[str, Any] = {"memories": []}
+
+
 class _Remembered(BaseModel):
     facts: list[str] = Field(max_length=10)
 
@@ -361,7 +366,7 @@ async def remember(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     ctx = runtime.context
     config = ctx.memory_settings
     if ctx.memory is None or ctx.user is None or not config.extract:
-        return {}
+        return _FORGET_RECALLED
     message = _last_user_text(state["messages"])[: config.max_fact_chars * 10]
     schema = {
         "type": "object",
@@ -395,17 +400,17 @@ async def remember(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
         facts = _Remembered.model_validate_json(completion.text).facts
     except (BackendError, ValidationError, ValueError) as exc:
         log.info("nothing remembered from this turn: %s", str(exc)[:200])
-        return {}
+        return _FORGET_RECALLED
     kept = [" ".join(f.split())[: config.max_fact_chars] for f in facts if f.strip()]
     if not kept:
-        return {}
+        return _FORGET_RECALLED
     try:
         await ctx.memory.remember(
             ctx.tenant, ctx.user, ctx.thread_id, kept[: config.max_facts_per_turn]
         )
     except Exception as exc:  # a store failure after the answer must not fail the turn
         log.warning("could not store memories: %s", exc)
-    return {}
+    return _FORGET_RECALLED
 
 
 def _wants_retry(ctx: RouterContext, score: float | None, attempts: int) -> bool:

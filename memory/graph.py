@@ -135,15 +135,14 @@ class KnowledgeGraph(Protocol):
     async def close(self) -> None: ...
 
 
-_LUCENE_SPECIAL = re.compile(r'([+\-!(){}\[\]^"~*?:\\/&|])')
-_WORD = re.compile(r"[\w.]+", re.UNICODE)
+_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def lucene_terms(text: str, limit: int = 32) -> str:
-    """A full-text query (OR of escaped terms) for free text; never Lucene syntax from users."""
-    words = [w.strip(".") for w in _WORD.findall(text)]
-    escaped = [_LUCENE_SPECIAL.sub(r"\\\1", w) for w in words if len(w) > 1]
-    return " OR ".join(dict.fromkeys(escaped[:limit]))
+    """A full-text query for free text: each word quoted, joined by OR. Quoting makes every
+    word a term (`AND`, `*`, `field:` included), so user text is never Lucene syntax."""
+    words = [w.casefold() for w in _WORD.findall(text) if len(w) > 1]
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words[:limit]))
 
 
 class Neo4jGraph:
@@ -279,19 +278,20 @@ class Neo4jGraph:
     async def counts(self, tenant: str, document_id: str | None = None) -> dict[str, int]:
         if document_id is None:
             rows = await self._run(
-                "CALL { MATCH (e:Entity {tenant: $tenant}) RETURN count(e) AS entities } "
-                "CALL { MATCH (c:Chunk {tenant: $tenant}) RETURN count(c) AS chunks } "
-                "CALL { MATCH ()-[x:RELATES {tenant: $tenant}]->() RETURN count(x) AS relations } "
+                "CALL () { MATCH (e:Entity {tenant: $tenant}) RETURN count(e) AS entities } "
+                "CALL () { MATCH (c:Chunk {tenant: $tenant}) RETURN count(c) AS chunks } "
+                "CALL () { MATCH ()-[x:RELATES {tenant: $tenant}]->() "
+                "RETURN count(x) AS relations } "
                 "RETURN entities, chunks, relations",
                 tenant=tenant,
             )
         else:
             rows = await self._run(
-                "CALL { MATCH (c:Chunk {tenant: $tenant, document_id: $document}) "
+                "CALL () { MATCH (c:Chunk {tenant: $tenant, document_id: $document}) "
                 "RETURN count(c) AS chunks } "
-                "CALL { MATCH ()-[x:RELATES {tenant: $tenant}]->() "
+                "CALL () { MATCH ()-[x:RELATES {tenant: $tenant}]->() "
                 "WHERE $document IN x.documents RETURN count(x) AS relations } "
-                "CALL { MATCH (e:Entity {tenant: $tenant})-[:MENTIONED_IN]->"
+                "CALL () { MATCH (e:Entity {tenant: $tenant})-[:MENTIONED_IN]->"
                 "(:Chunk {document_id: $document}) RETURN count(DISTINCT e) AS entities } "
                 "RETURN entities, chunks, relations",
                 tenant=tenant,

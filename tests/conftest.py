@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
+from memory.neo4j_server import EmbeddedNeo4j
+from memory.redis_server import EmbeddedRedis
 from switchboard.settings import Settings
 from tests.backends import ScriptedBackend
 from tests.service_runner import running_service
@@ -76,3 +78,22 @@ def service(backend: ScriptedBackend) -> Iterator[str]:
     """The service on the primary scripted backend, with default settings."""
     with running_service(make_settings(backend_entry("primary", backend))) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+async def redis_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """One real Redis (the embedded valkey with RedisJSON and RediSearch) for tests that look
+    inside it; tests keep apart by tenant, user and thread names."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    await server.start()
+    yield server.url
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def neo4j_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """One real Neo4j (Community 5.26, the in-process harness over Bolt) for the session."""
+    server = EmbeddedNeo4j(tmp_path_factory.mktemp("neo4j"))
+    await server.start()
+    yield server.url
+    await server.stop()

@@ -27,10 +27,18 @@ def iter_events(response: httpx.Response) -> Iterator[Received]:
             yield Received(kind, json.loads(line[6:]), time.monotonic())
 
 
-def stream_turn(base_url: str, text: str, timeout: float = 30, **options: Any) -> list[Received]:
+def stream_turn(
+    base_url: str,
+    text: str,
+    timeout: float = 30,
+    headers: dict[str, str] | None = None,
+    **options: Any,
+) -> list[Received]:
     """POST one user message to the native stream and return every event; `timeout` bounds
     each wait for bytes."""
     body = {"messages": [{"role": "user", "content": text}], **options}
-    with httpx.stream("POST", f"{base_url}/v1/chat/stream", json=body, timeout=timeout) as response:
+    with httpx.stream(
+        "POST", f"{base_url}/v1/chat/stream", json=body, headers=headers, timeout=timeout
+    ) as response:
         assert response.status_code == 200, response.read()
         return list(iter_events(response))
