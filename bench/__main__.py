@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import retrieval, streaming
+from bench import memory, retrieval, streaming
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -41,7 +41,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,50000", help="retrieval collection sizes")
     parser.add_argument("--queries", type=int, default=50, help="retrieval queries per size")
     parser.add_argument("--qdrant-url", help="measure retrieval against this Qdrant server")
-    parser.add_argument("--only", choices=["streaming", "retrieval"], help="run one benchmark")
+    parser.add_argument("--turns", type=int, default=300, help="checkpointer turns")
+    parser.add_argument("--entities", type=int, default=10000, help="knowledge-graph size")
+    parser.add_argument("--lookups", type=int, default=300, help="neighbourhood queries")
+    parser.add_argument(
+        "--only", choices=["streaming", "retrieval", "memory"], help="run one benchmark"
+    )
     args = parser.parse_args()
     if args.only in (None, "streaming"):
         levels = [int(v) for v in args.levels.split(",")]
@@ -51,6 +56,8 @@ def main() -> None:
     if args.only in (None, "retrieval"):
         sizes = tuple(int(v) for v in args.sizes.split(","))
         _save("retrieval", retrieval.run(sizes, args.queries, args.qdrant_url))
+    if args.only in (None, "memory"):
+        _save("memory", memory.run(args.turns, args.entities, args.lookups))
 
 
 def _save(name: str, figures: dict[str, Any]) -> None:

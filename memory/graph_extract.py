@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -18,7 +18,7 @@ from memory.chunking import Chunk
 from memory.documents import DocumentRecord, chunk_id
 from memory.graph import ChunkGraph, Entity, KnowledgeGraph, Relation, normalise
 from switchboard.errors import BackendError
-from switchboard.llm import LLMPool
+from switchboard.llm import Completion, Message
 from switchboard.settings import GraphSettings, Role
 
 log = logging.getLogger(__name__)
@@ -100,12 +100,20 @@ def _strip_fence(text: str) -> str:
     return stripped
 
 
+class Completer(Protocol):
+    """The model call the stage needs (`LLMPool` in the service)."""
+
+    async def complete(
+        self, role: Role, messages: Sequence[Message], **params: Any
+    ) -> Completion: ...
+
+
 class GraphStage:
     """Ingestion stage: chunks → entities and relations → the knowledge graph."""
 
     name = "graph"
 
-    def __init__(self, graph: KnowledgeGraph, llm: LLMPool, settings: GraphSettings) -> None:
+    def __init__(self, graph: KnowledgeGraph, llm: Completer, settings: GraphSettings) -> None:
         self._graph = graph
         self._llm = llm
         self._settings = settings
