@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -106,16 +106,7 @@ class ThreadRegistry:
             raw = await self._redis.hgetall(self._key(thread_id))
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
-        if not raw:
-            return None
-        fields = {_text(k): _text(v) for k, v in raw.items()}
-        return ThreadOwner(
-            thread_id=thread_id,
-            tenant=fields["tenant"],
-            user=fields.get("user") or None,
-            workflow=fields.get("workflow", ""),
-            created_at=float(fields.get("created_at", 0)),
-        )
+        return _owner(thread_id, raw) if raw else None
 
     async def claim(
         self, thread_id: str, tenant: str, user: str | None, workflow: str
@@ -130,19 +121,25 @@ class ThreadRegistry:
             "created_at": str(time.time()),
         }
         try:
-            created = await self._redis.hsetnx(key, "tenant", tenant)
-            if created:
-                await self._redis.hset(key, mapping=cast(Any, fields))
-                if user:
-                    await self._redis.sadd(self._user_key(tenant, user), thread_id)
-            if self._ttl:
-                await self._redis.expire(key, self._ttl)
-                if user:
-                    await self._redis.expire(self._user_key(tenant, user), self._ttl)
+            # One round trip: the owner fields are set only while the thread is new.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for name, value in fields.items():
+                    pipe.hsetnx(key, name, value)
+                if self._ttl:
+                    pipe.expire(key, self._ttl)
+                pipe.hgetall(key)
+                replies = await pipe.execute()
+            owner = _owner(thread_id, replies[-1])
+            if user and (owner.tenant, owner.user) == (tenant, user):
+                # The owner's list of threads (for forgetting them), refreshed with the thread.
+                user_key = self._user_key(tenant, user)
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.sadd(user_key, thread_id)
+                    if self._ttl:
+                        pipe.expire(user_key, self._ttl)
+                    await pipe.execute()
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
-        owner = await self.get(thread_id)
-        assert owner is not None
         return owner
 
     async def threads_of(self, tenant: str, user: str) -> list[str]:
@@ -159,6 +156,17 @@ class ThreadRegistry:
                 await self._redis.srem(self._user_key(owner.tenant, owner.user), owner.thread_id)
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
+
+
+def _owner(thread_id: str, raw: dict[Any, Any]) -> ThreadOwner:
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    return ThreadOwner(
+        thread_id=thread_id,
+        tenant=fields["tenant"],
+        user=fields.get("user") or None,
+        workflow=fields.get("workflow", ""),
+        created_at=float(fields.get("created_at", 0)),
+    )
 
 
 def _text(value: bytes | str) -> str:

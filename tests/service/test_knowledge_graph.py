@@ -4,6 +4,7 @@ leaves retrieval on Qdrant with a warning event."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -123,8 +124,6 @@ def test_graph_ingestion_retrieval_and_forgetting(
         finally:
             await graph.close()
 
-    import asyncio
-
     assert asyncio.run(graph_counts())["entities"] == 4
     with running_service(settings) as url:
         forgotten = httpx.delete(f"{url}/users/ada", headers=headers).json()["deleted"]
@@ -145,10 +144,10 @@ async def test_neo4j_stopped_retrieval_goes_on_from_qdrant_with_a_warning(
     try:
         with running_service(settings) as url:
             backend.enqueue(Reply(text=json.dumps(WITH_GRAPH)), model="extractor")
-            doc = await asyncio_to_thread(_upload, url, "default", WITH_TEXT, "With", "ada")
+            doc = await asyncio.to_thread(_upload, url, "default", WITH_TEXT, "With", "ada")
             await neo4j.stop()
             backend.set_default(Reply(text="From the documents [1]."), model="generator")
-            events = await asyncio_to_thread(
+            events = await asyncio.to_thread(
                 stream_turn, url, "What is the with statement?", route="rag", quality_check=False
             )
             warning = next(e for e in events if e.kind == "warning").data
@@ -156,14 +155,7 @@ async def test_neo4j_stopped_retrieval_goes_on_from_qdrant_with_a_warning(
             sources = next(e for e in events if e.kind == "sources").data["sources"]
             assert [s["document_id"] for s in sources] == [doc["id"]]
             assert events[-1].kind == "end"
-            ready = (await asyncio_to_thread(httpx.get, f"{url}/readyz")).json()
+            ready = (await asyncio.to_thread(httpx.get, f"{url}/readyz")).json()
             assert ready["graph"]["status"] == "down"
     finally:
         await neo4j.stop()
-
-
-async def asyncio_to_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
-    # The service runs in its own thread and loop; blocking HTTP calls stay off this loop.
-    import asyncio
-
-    return await asyncio.to_thread(function, *args, **kwargs)
