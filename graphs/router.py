@@ -351,9 +351,10 @@ def after_quality(
     return "remember"
 
 
-# Recalled memories are for this turn's prompt only: cleared before the turn's state is saved,
-# so a thread's checkpoints never hold another thread's facts (forgetting those stays complete).
-_FORGET_RECALLED: dict[str, Any] = {"memories": []}
+# Recalled memories and the assembled prompt are for this turn only: cleared before the turn's
+# state is saved, so a thread's checkpoints never hold another thread's facts (forgetting those
+# stays complete), nor a second copy of the whole conversation (which doubled the checkpoint).
+_TURN_SCRATCH: dict[str, Any] = {"memories": [], "prompt": []}
 
 
 class _Remembered(BaseModel):
@@ -366,7 +367,7 @@ async def remember(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     ctx = runtime.context
     config = ctx.memory_settings
     if ctx.memory is None or ctx.user is None or not config.extract:
-        return _FORGET_RECALLED
+        return _TURN_SCRATCH
     message = _last_user_text(state["messages"])[: config.max_fact_chars * 10]
     schema = {
         "type": "object",
@@ -400,17 +401,17 @@ async def remember(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
         facts = _Remembered.model_validate_json(completion.text).facts
     except (BackendError, ValidationError, ValueError) as exc:
         log.info("nothing remembered from this turn: %s", str(exc)[:200])
-        return _FORGET_RECALLED
+        return _TURN_SCRATCH
     kept = [" ".join(f.split())[: config.max_fact_chars] for f in facts if f.strip()]
     if not kept:
-        return _FORGET_RECALLED
+        return _TURN_SCRATCH
     try:
         await ctx.memory.remember(
             ctx.tenant, ctx.user, ctx.thread_id, kept[: config.max_facts_per_turn]
         )
     except Exception as exc:  # a store failure after the answer must not fail the turn
         log.warning("could not store memories: %s", exc)
-    return _FORGET_RECALLED
+    return _TURN_SCRATCH
 
 
 def _wants_retry(ctx: RouterContext, score: float | None, attempts: int) -> bool:

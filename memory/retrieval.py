@@ -3,19 +3,23 @@ re-ranked; with a knowledge graph, the chunks reached from the question's entiti
 
 Graph augmentation (`Retriever.search`): the question's entities are linked through the graph's
 full-text index (a candidate counts only when every word of its name is in the question), their
-neighbourhoods (1-2 hops, bounded) give facts and the chunks that mention the entities reached,
-nearest first; that list and the vector list are fused by reciprocal rank. A chunk reached through
-the graph carries the path that led to it. A graph failure leaves the vector results and a warning.
+neighbourhoods (1-2 hops, bounded) give facts and the chunks that mention the entities reached.
+Those chunks are ranked by what reached them: each linked entity adds its specificity (rarer
+entities say more, see `_specificity`), divided by 1 + hops, so a chunk reached from two specific
+entities of the question comes first. That list and the vector list are fused by reciprocal
+rank. A chunk reached through the graph carries the path that led to it. A graph failure leaves
+the vector results and a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from memory.graph import EntityInfo, Fact, GraphChunk, KnowledgeGraph, normalise
+from memory.graph import EntityInfo, Fact, KnowledgeGraph, normalise
 from memory.sparse import encode_query, terms
 from memory.store import ChunkStore, Hit, SearchFilter
 from switchboard.embeddings import Embedder
@@ -102,15 +106,19 @@ class Retriever:
         if where.document_ids:
             graph_hits = [h for h in graph_hits if h.document_id in where.document_ids]
         paths = {c.chunk_id: c.path for c in reached}
+        # The graph's own ranking (how specific the entities that reach a chunk are, and how
+        # many of them); the re-ranker's order only breaks ties.
+        weight = {c.chunk_id: c.weight for c in reached}
+        graph_ranked = sorted(rerank(query, dense, graph_hits), key=lambda h: -weight[h.chunk_id])
         return Retrieved(
-            _fuse(vector, [_source(h) for h in rerank(query, dense, graph_hits)], paths, limit),
+            _fuse(vector, [_source(h) for h in graph_ranked], paths, limit),
             facts[: self._graph_settings.max_facts],
             linked,
         )
 
     async def _from_graph(
         self, graph: KnowledgeGraph, query: str, tenant: str
-    ) -> tuple[list[EntityInfo], list[Fact], list[GraphChunk]]:
+    ) -> tuple[list[EntityInfo], list[Fact], list[_Reached]]:
         config = self._graph_settings
         candidates = await graph.search_entities(tenant, query, config.linked_entities * 4)
         linked = link_entities(query, candidates)[: config.linked_entities]
@@ -118,16 +126,21 @@ class Retriever:
             *(graph.neighbourhood(tenant, e.id, config.hops, config.max_paths) for e in linked)
         )
         facts: dict[Fact, None] = {}
-        reached: dict[str, GraphChunk] = {}
+        reached: dict[str, _Reached] = {}
         for hood in hoods:
             if hood is None:
                 continue
             facts.update(dict.fromkeys(hood.facts))
+            weight = _specificity(hood.entity)
             for chunk in hood.chunks:
                 known = reached.get(chunk.chunk_id)
-                if known is None or chunk.hops < known.hops:
-                    reached[chunk.chunk_id] = chunk
-        ordered = sorted(reached.values(), key=lambda c: c.hops)[: self._settings.candidates]
+                if known is None:
+                    known = _Reached(chunk.chunk_id, chunk.path, chunk.hops)
+                    reached[chunk.chunk_id] = known
+                elif chunk.hops < known.hops:
+                    known.path, known.hops = chunk.path, chunk.hops
+                known.weight += weight / (1 + chunk.hops)
+        ordered = sorted(reached.values(), key=lambda c: -c.weight)[: self._settings.candidates]
         return linked, list(facts), ordered
 
     async def _vector(
@@ -144,6 +157,23 @@ class Retriever:
         """The `k` best passages for `query` among the chunks `where` allows."""
         dense = (await self._embedder.embed([query]))[0]
         return await self._vector(query, dense, where, k or self._settings.top_k)
+
+
+@dataclass(slots=True)
+class _Reached:
+    """A chunk reached from the linked entities: the shortest path, and its weight, the sum
+    over the entities that reach it of their specificity, halved per hop."""
+
+    chunk_id: str
+    path: tuple[str, ...]
+    hops: int
+    weight: float = 0.0
+
+
+def _specificity(entity: EntityInfo) -> float:
+    """How much reaching a chunk through `entity` says: an entity named in many chunks ("is",
+    "list") says little, one named in a few says much (1 for an entity in no other chunk)."""
+    return 1.0 / math.log2(2 + entity.mentions)
 
 
 def link_entities(query: str, candidates: list[EntityInfo]) -> list[EntityInfo]:
