@@ -21,6 +21,7 @@ from memory.redis_server import EmbeddedRedis
 from memory.retrieval import Retriever
 from memory.store import QdrantStore
 from memory.threads import REDIS_ERRORS, Checkpointer, ThreadRegistry, unavailable
+from switchboard.background import BackgroundJobs
 from switchboard.embeddings import BackendEmbedder, Embedder, ThreadedEmbedder
 from switchboard.errors import SwitchboardError
 from switchboard.llm import LLMPool
@@ -83,6 +84,10 @@ class Memory:
         log.info("conversation memory (Redis) is ready")
 
 
+# At shutdown, how long jobs in flight (one bounded extraction call each) may take to finish.
+_BACKGROUND_DRAIN_S = 10.0
+
+
 @dataclass(slots=True)
 class Services:
     settings: Settings
@@ -94,6 +99,7 @@ class Services:
     memory: Memory
     graph: KnowledgeGraph | None
     graph_error: str | None  # why the knowledge graph is off, for /readyz
+    background: BackgroundJobs  # what follows turns (remembering), waited for at shutdown
 
     @property
     def redis(self) -> Redis:
@@ -134,6 +140,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 log.error("retrieval is off: %s", exc.message)
             else:
                 stack.push_async_callback(retrieval.close)
+        background = BackgroundJobs()
+        # Pushed last, so run first at shutdown: the jobs still use the model and Redis.
+        stack.push_async_callback(background.drain, _BACKGROUND_DRAIN_S)
         yield Services(
             settings=settings,
             llm=llm,
@@ -144,6 +153,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             memory=memory,
             graph=graph,
             graph_error=graph_error,
+            background=background,
         )
 
 

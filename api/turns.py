@@ -93,6 +93,7 @@ async def prepare_turn(
         thread_id=info.thread_id,
         memory=services.memory.long_term,
         memory_settings=settings.memory,
+        background=services.background,
     )
     return Turn(
         spec=spec,

@@ -33,6 +33,7 @@ from graphs import prompts
 from memory.long_term import LongTermMemory
 from memory.retrieval import Retriever
 from memory.store import SearchFilter
+from switchboard.background import BackgroundJobs, JobOwner
 from switchboard.errors import BackendError, SwitchboardError
 from switchboard.events import Event, EventKind, token
 from switchboard.llm import LLMPool, Message
@@ -95,6 +96,7 @@ class RouterContext:
     thread_id: str | None = None
     memory: LongTermMemory | None = None
     memory_settings: MemorySettings = field(default_factory=MemorySettings)
+    background: BackgroundJobs | None = None  # None: remember before the run ends
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -362,13 +364,28 @@ class _Remembered(BaseModel):
 
 
 async def remember(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
-    """Ask the extractor model what to keep about the user from their message (one bounded,
-    schema-constrained call) and store it; failures are logged, never raised."""
+    """Learn what to keep about the user from their message: in the background when the service
+    runs one (the answer's `end` need not wait for another model call), else here."""
     ctx = runtime.context
-    config = ctx.memory_settings
-    if ctx.memory is None or ctx.user is None or not config.extract:
+    if ctx.memory is None or ctx.user is None or not ctx.memory_settings.extract:
         return _TURN_SCRATCH
-    message = _last_user_text(state["messages"])[: config.max_fact_chars * 10]
+    message = _last_user_text(state["messages"])
+    if ctx.background is None:
+        await _learn(ctx, ctx.memory, ctx.user, message)
+    else:
+        ctx.background.start(
+            JobOwner(ctx.tenant, ctx.user, ctx.thread_id),
+            _learn(ctx, ctx.memory, ctx.user, message),
+            name=f"remember:{ctx.thread_id}",
+        )
+    return _TURN_SCRATCH
+
+
+async def _learn(ctx: RouterContext, memory: LongTermMemory, user: str, message: str) -> None:
+    """Ask the extractor model what the message says about the user (one bounded,
+    schema-constrained call) and store it; failures are logged, never raised."""
+    config = ctx.memory_settings
+    excerpt = message[: config.max_fact_chars * 10]
     schema = {
         "type": "object",
         "properties": {
@@ -389,7 +406,7 @@ async def remember(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
                     "role": "system",
                     "content": prompts.REMEMBER.format(limit=config.max_facts_per_turn),
                 },
-                {"role": "user", "content": f"<<<MESSAGE\n{message}\nMESSAGE>>>"},
+                {"role": "user", "content": f"<<<MESSAGE\n{excerpt}\nMESSAGE>>>"},
             ],
             max_tokens=config.extraction_max_tokens,
             temperature=0,
@@ -401,17 +418,14 @@ async def remember(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
         facts = _Remembered.model_validate_json(completion.text).facts
     except (BackendError, ValidationError, ValueError) as exc:
         log.info("nothing remembered from this turn: %s", str(exc)[:200])
-        return _TURN_SCRATCH
+        return
     kept = [" ".join(f.split())[: config.max_fact_chars] for f in facts if f.strip()]
     if not kept:
-        return _TURN_SCRATCH
+        return
     try:
-        await ctx.memory.remember(
-            ctx.tenant, ctx.user, ctx.thread_id, kept[: config.max_facts_per_turn]
-        )
+        await memory.remember(ctx.tenant, user, ctx.thread_id, kept[: config.max_facts_per_turn])
     except Exception as exc:  # a store failure after the answer must not fail the turn
         log.warning("could not store memories: %s", exc)
-    return _TURN_SCRATCH
 
 
 def _wants_retry(ctx: RouterContext, score: float | None, attempts: int) -> bool:

@@ -166,6 +166,7 @@ class Neo4jGraph:
         )
         self._database = database
         self._timeout = query_timeout
+        self._schema_ready = False
         self.url = url
 
     async def close(self) -> None:
@@ -190,11 +191,19 @@ class Neo4jGraph:
     async def ensure_schema(self) -> None:
         for statement in _SCHEMA:
             await self._run(statement, timeout=60)
+        self._schema_ready = True
+
+    async def _schema_first(self) -> None:
+        # Neo4j may have been down when the service started: the constraints (which keep MERGE
+        # from duplicating entities) and the full-text index are set up on first use instead.
+        if not self._schema_ready:
+            await self.ensure_schema()
 
     async def write(
         self, tenant: str, document_id: str, title: str, chunks: Sequence[ChunkGraph]
     ) -> None:
         """Merge a document's chunks, entities and relations in three batched statements."""
+        await self._schema_first()
         entities: dict[str, dict[str, Any]] = {}
         relations: dict[tuple[str, str, str], set[str]] = {}
         for chunk in chunks:
@@ -303,6 +312,7 @@ class Neo4jGraph:
         query = lucene_terms(text)
         if not query:
             return []
+        await self._schema_first()
         rows = await self._run(
             "CALL db.index.fulltext.queryNodes('entity_names', $query) YIELD node, score "
             "WHERE node.tenant = $tenant "

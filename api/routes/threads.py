@@ -135,6 +135,7 @@ async def delete_thread(
 ) -> dict[str, Any]:
     """Forget the thread: its checkpoints and the memories learnt in it."""
     owner = await _owned(services, tenant, thread_id)
+    await services.background.wait_for(tenant, thread_id=thread_id)  # memories being written
     return {"thread_id": thread_id, "deleted": await _forgetter(services).thread(owner)}
 
 
@@ -151,4 +152,5 @@ async def user_memories(user: UserId, services: ServicesDep, tenant: TenantDep) 
 async def forget_user(user: UserId, services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
     """Forget the user: their threads, memories and uploaded documents (vectors and graph)."""
     await services.memory.ensure_ready()
+    await services.background.wait_for(tenant, user=user)  # memories being written
     return {"user": user, "deleted": await _forgetter(services).user(tenant, user)}

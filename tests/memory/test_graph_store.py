@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from memory.graph import ChunkGraph, Entity, GraphUnavailable, Neo4jGraph, Relation, entity_key
+from memory.neo4j_server import EmbeddedNeo4j
 from switchboard.processes import free_port
 
 
@@ -103,3 +105,24 @@ async def test_a_wrong_port_fails_fast_and_clearly() -> None:
     with pytest.raises(GraphUnavailable, match="Neo4j failed"):
         await graph.ping()
     await graph.close()
+
+
+async def test_a_neo4j_down_at_start_gets_its_schema_when_it_comes_up(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    graph = Neo4jGraph(f"bolt://127.0.0.1:{port}", connect_timeout=1)
+    with pytest.raises(GraphUnavailable):
+        await graph.ensure_schema()  # what start-up does; the service stays up
+    server = EmbeddedNeo4j(tmp_path / "late", port)
+    await server.start()
+    try:
+        # The first write sets up the constraints and the full-text index that search needs.
+        await graph.write("t", "doc", "Late", [WITH])
+        found = await graph.search_entities("t", "what is a context manager?", 5)
+        assert "context manager" in [e.name for e in found]
+        await graph.write("t", "doc", "Late", [WITH])  # merged, not duplicated
+        assert (await graph.counts("t"))["entities"] == 2
+    finally:
+        await graph.close()
+        await server.stop()

@@ -5,6 +5,7 @@ or tenant; thread state and history; forgetting a thread or a user leaves nothin
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -48,6 +49,20 @@ def _turn(url: str, text: str, thread: str, user: str | None, tenant: str) -> li
         return list(response.iter_lines())
 
 
+def _memories(url: str, user: str, tenant: str) -> list[str]:
+    response = httpx.get(f"{url}/users/{user}/memories", headers={"X-Switchboard-Tenant": tenant})
+    assert response.status_code == 200, response.text
+    return [m["text"] for m in response.json()["memories"]]
+
+
+def _wait_for_memories(url: str, user: str, tenant: str, count: int) -> list[str]:
+    """Facts are learnt after the answer, in the background: wait (bounded) until `count`."""
+    deadline = time.monotonic() + 20
+    while len(found := _memories(url, user, tenant)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def _keys_mentioning(redis_url: str, needle: str) -> list[str]:
     """Every Redis key whose name or JSON/hash/string value mentions `needle`."""
     client = Redis.from_url(redis_url)
@@ -80,6 +95,7 @@ def test_a_memory_follows_its_user_across_threads_and_no_one_else(
     backend.set_default(Reply(text="Noted."), model="generator")
     backend.enqueue(Reply(text=json.dumps({"facts": [FACT]})), model="extractor")
     _turn(service, "I'm Ada; I maintain the billing service.", "a1", "ada", tenant)
+    assert _wait_for_memories(service, "ada", tenant, 1) == [FACT]
     extraction = next(r for r in backend.requests if r.get("model") == "extractor")
     assert extraction["response_format"]["type"] == "json_schema"
     assert "I'm Ada" in extraction["messages"][1]["content"]
@@ -114,10 +130,30 @@ def test_an_invalid_extraction_remembers_nothing_and_the_turn_succeeds(
     backend.enqueue(Reply(text="Ada likes tea"), model="extractor")  # not JSON
     lines = _turn(service, "I like tea.", "x1", "ada", tenant)
     assert any(line == "event: end" for line in lines)
-    memories = httpx.get(
-        f"{service}/users/ada/memories", headers={"X-Switchboard-Tenant": tenant}
-    ).json()["memories"]
-    assert memories == []
+    # A later turn's fact is stored; the invalid answer before it left nothing.
+    backend.enqueue(Reply(text=json.dumps({"facts": ["Ada drinks coffee."]})), model="extractor")
+    _turn(service, "Now I drink coffee.", "x1", "ada", tenant)
+    assert _wait_for_memories(service, "ada", tenant, 1) == ["Ada drinks coffee."]
+
+
+def test_the_answer_ends_before_the_facts_are_learnt_and_forget_waits_for_them(
+    service: str, backend: ScriptedBackend, redis_url: str
+) -> None:
+    tenant, user = f"t-{uuid.uuid4().hex[:8]}", f"u-{uuid.uuid4().hex[:8]}"
+    backend.set_default(Reply(text="Noted."), model="generator")
+    slow = Reply(text=json.dumps({"facts": ["Slow fact."]}), ttft=3)
+    backend.enqueue(slow, model="extractor")
+    lines = _turn(service, "Remember something slow about me.", "s1", user, tenant)
+    assert "event: end" in lines
+    # The stream has ended while the extractor is still thinking: nothing stored yet.
+    assert any(r.get("model") == "extractor" for r in backend.requests)
+    assert _memories(service, user, tenant) == []
+    # Forgetting the user now waits for that extraction, then deletes what it stored.
+    headers = {"X-Switchboard-Tenant": tenant}
+    deleted = httpx.delete(f"{service}/users/{user}", headers=headers, timeout=30).json()
+    assert deleted["deleted"]["memories"] == 1
+    assert _memories(service, user, tenant) == []
+    assert _keys_mentioning(redis_url, "Slow fact.") == []
 
 
 def test_thread_state_history_and_tenant_isolation(service: str, backend: ScriptedBackend) -> None:
@@ -163,6 +199,7 @@ def test_forgetting_a_thread_and_a_user_leaves_nothing_in_redis(
     backend.enqueue(Reply(text=json.dumps({"facts": ["Fact from two."]})), model="extractor")
     _turn(service, "Something about me.", one, user, tenant)
     _turn(service, "Something else about me.", two, user, tenant)
+    assert len(_wait_for_memories(service, user, tenant, 2)) == 2
     assert _keys_mentioning(redis_url, one) and _keys_mentioning(redis_url, "Fact from one.")
 
     deleted = httpx.delete(f"{service}/threads/{one}", headers=headers).json()["deleted"]
