@@ -11,6 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from agents.crew import CrewRunner
 from graphs import WorkflowSpec, build_registry
 from memory.graph import KnowledgeGraph, Neo4jGraph
 from memory.graph_extract import GraphStage
@@ -100,6 +101,7 @@ class Services:
     graph: KnowledgeGraph | None
     graph_error: str | None  # why the knowledge graph is off, for /readyz
     background: BackgroundJobs  # what follows turns (remembering), waited for at shutdown
+    crew: CrewRunner | None  # None: the crew route and workflow are off
 
     @property
     def redis(self) -> Redis:
@@ -140,13 +142,20 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 log.error("retrieval is off: %s", exc.message)
             else:
                 stack.push_async_callback(retrieval.close)
+        crew = None
+        if settings.crew.enabled:
+            crew = CrewRunner(llm, settings.crew, settings.server.data_dir)
+            # CrewAI takes seconds to import: in a thread once the service is up, not before.
+            warming = asyncio.create_task(crew.warm(), name="import crewai")
+            warming.add_done_callback(_log_warm_failure)
+            stack.callback(warming.cancel)  # holds a reference until shutdown
         background = BackgroundJobs()
         # Pushed last, so run first at shutdown: the jobs still use the model and Redis.
         stack.push_async_callback(background.drain, _BACKGROUND_DRAIN_S)
         yield Services(
             settings=settings,
             llm=llm,
-            workflows=build_registry(memory.checkpointer),
+            workflows=build_registry(memory.checkpointer, crew=crew is not None),
             local=local,
             retrieval=retrieval,
             retrieval_error=retrieval_error,
@@ -154,7 +163,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             graph=graph,
             graph_error=graph_error,
             background=background,
+            crew=crew,
         )
+
+
+def _log_warm_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("CrewAI could not be imported: %s", task.exception())
 
 
 async def _open_memory(

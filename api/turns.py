@@ -84,7 +84,7 @@ async def prepare_turn(
         quality=quality,
         max_tokens=max_tokens or settings.router.max_tokens,
         temperature=temperature,
-        route=options.route,
+        route=spec.route or options.route,
         allow_retry=allow_retry,
         retriever=services.retrieval.retriever if services.retrieval else None,
         tenant=tenant,
@@ -94,6 +94,7 @@ async def prepare_turn(
         memory=services.memory.long_term,
         memory_settings=settings.memory,
         background=services.background,
+        crew=services.crew,
     )
     return Turn(
         spec=spec,

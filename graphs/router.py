@@ -29,6 +29,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field, ValidationError
 
+from agents.crew import CrewRunner
 from graphs import prompts
 from memory.long_term import LongTermMemory
 from memory.retrieval import Retriever
@@ -39,6 +40,7 @@ from switchboard.events import Event, EventKind, token
 from switchboard.llm import LLMPool, Message
 from switchboard.llm.tokens import estimate_tokens
 from switchboard.settings import MemorySettings, QualitySettings, Role, RouterSettings
+from tools.retrieval import SearchDocumentsTool
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +99,12 @@ class RouterContext:
     memory: LongTermMemory | None = None
     memory_settings: MemorySettings = field(default_factory=MemorySettings)
     background: BackgroundJobs | None = None  # None: remember before the run ends
+    crew: CrewRunner | None = None  # None: the crew route is not available
 
     @property
     def routes(self) -> tuple[Route, ...]:
-        return ("rag", "direct") if self.retriever is not None else ("direct",)
+        routes: tuple[Route, ...] = ("rag", "direct") if self.retriever is not None else ("direct",)
+        return (*routes, "crew") if self.crew is not None else routes
 
 
 async def recall(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
@@ -345,10 +349,34 @@ async def check_quality(state: RouterState, runtime: Runtime[RouterContext]) -> 
     return {"quality": score} if retry else {"quality": score, "messages": [final]}
 
 
+async def crew(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    """The crew route: the research crew writes the answer (its reviewer is its own quality
+    loop; `check_quality` still scores the result, but never sends it back)."""
+    ctx = runtime.context
+    assert ctx.crew is not None, "crew is routed to only when the crew is set up"
+    search = SearchDocumentsTool(ctx.retriever, ctx.tenant) if ctx.retriever is not None else None
+    result = await ctx.crew.run(
+        _last_user_text(state["messages"]),
+        get_stream_writer(),
+        search,
+        stream_writer=ctx.allow_retry,
+    )
+    return {
+        "answer": result.report,
+        "sources": [],
+        "citations": [],
+        "attempts": 1 + result.revisions,
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "estimated": True},
+        "finish_reason": "stop",
+    }
+
+
 def after_quality(
     state: RouterState, runtime: Runtime[RouterContext]
 ) -> Literal["generate", "remember"]:
-    if _wants_retry(runtime.context, state.get("quality"), state["attempts"]):
+    if state.get("route") != "crew" and _wants_retry(
+        runtime.context, state.get("quality"), state["attempts"]
+    ):
         return "generate"
     return "remember"
 
@@ -497,15 +525,16 @@ def build_router_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> 
     graph.add_node("classify", classify)
     graph.add_node("direct", direct)
     graph.add_node("rag", rag)
+    graph.add_node("crew", crew)
     graph.add_node("generate", generate)
     graph.add_node("check_quality", check_quality)
     graph.add_node("remember", remember)
     graph.add_edge(START, "recall")
     graph.add_edge("recall", "classify")
-    # One entry per route with a node; the `crew` node is added by its issue.
     graph.add_conditional_edges(
-        "classify", lambda s: s["route"], {"direct": "direct", "rag": "rag"}
+        "classify", lambda s: s["route"], {"direct": "direct", "rag": "rag", "crew": "crew"}
     )
+    graph.add_edge("crew", "check_quality")
     graph.add_edge("direct", "generate")
     graph.add_edge("rag", "generate")
     graph.add_edge("generate", "check_quality")

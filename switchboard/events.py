@@ -2,7 +2,8 @@
 
 A stream opens with `metadata`, carries `route`, `sources` (rag: before the first token), `token`
 (one per backend chunk), `quality`, `retry` and `warning` as they happen, and ends with exactly one
-`end` or `error`.
+`end` or `error`. The crew route adds `crew` events (agent and task started and finished, tool
+calls and results, the reviewer's verdict), each naming its agent.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class EventKind(StrEnum):
     QUALITY = "quality"
     RETRY = "retry"
     WARNING = "warning"  # something degraded but the run goes on (e.g. the graph is down)
+    CREW = "crew"  # a step of the research crew: {"agent", "type", ...}, namespaced by agent
     END = "end"
     ERROR = "error"
 

@@ -109,6 +109,30 @@ class QualitySettings(BaseModel):
     max_retries: int = Field(default=1, ge=0, le=1, description="Generation retries on low score.")
 
 
+class CrewSettings(BaseModel):
+    """The research crew (researcher -> writer -> reviewer) behind the `crew` route and the
+    `research-crew` workflow."""
+
+    enabled: bool = True
+    max_revisions: int = Field(
+        default=1, ge=0, le=5, description="Drafts the reviewer may send back for changes."
+    )
+    time_budget_s: float = Field(
+        default=300, gt=0, description="A crew still running after this ends with an error."
+    )
+    max_iterations: int = Field(
+        default=4, ge=1, le=20, description="Steps (model calls) an agent may take on one task."
+    )
+    max_tokens: int = Field(default=1024, ge=16, description="Per model call of an agent.")
+    search_results: int = Field(default=4, ge=1, le=20, description="Passages per search.")
+    escalate: bool = Field(
+        default=False,
+        description="A low quality score on direct or rag hands the turn to the crew once.",
+    )
+    escalation_time_budget_s: float = Field(default=120, gt=0)
+    escalation_max_tokens: int = Field(default=2048, ge=16)
+
+
 class LimitSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_messages: int = Field(default=256, ge=1)
@@ -246,6 +270,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
+    crew: CrewSettings = Field(default_factory=CrewSettings)
 
     @property
     def wants_local_backend(self) -> bool:

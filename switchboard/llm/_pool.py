@@ -276,6 +276,15 @@ class LLMPool:
             delay = max(delay, min(last.retry_after, 5.0))
         return delay
 
+    def backend_for(self, role: Role) -> tuple[BackendConfig, str] | None:
+        """The first backend serving `role` whose circuit is not open, with its model: for
+        callers that talk to a backend themselves (the crew, through CrewAI's own client)."""
+        for backend in self.backends:
+            model = backend.config.model_for(role)
+            if model is not None and backend.breaker.state is not CircuitState.OPEN:
+                return backend.config, model
+        return None
+
     def circuit_states(self) -> dict[str, CircuitState]:
         return {b.name: b.breaker.state for b in self.backends}
 

@@ -3,6 +3,8 @@
 import itertools
 
 from tests.backends import Reply, ScriptedBackend
+from tests.conftest import backend_entry, make_settings
+from tests.service_runner import running_service
 from tests.sse import stream_turn
 
 
@@ -52,10 +54,14 @@ def test_thread_id_is_echoed(service: str, backend: ScriptedBackend) -> None:
     assert events[0].data["thread_id"] == "thread-42"
 
 
-def test_unavailable_routes_and_garbage_fall_back_to_direct(
-    service: str, backend: ScriptedBackend
-) -> None:
-    backend.enqueue(Reply(text='{"route": "crew"}'), model="router")
+def test_unavailable_routes_and_garbage_fall_back_to_direct(backend: ScriptedBackend) -> None:
+    settings = make_settings(backend_entry("primary", backend), crew={"enabled": False})
+    with running_service(settings) as service:
+        _falls_back(service, backend)
+
+
+def _falls_back(service: str, backend: ScriptedBackend) -> None:
+    backend.enqueue(Reply(text='{"route": "crew"}'), model="router")  # the crew is off here
     backend.enqueue(Reply(text="I would say... maybe crew?"), model="router")
     backend.enqueue(Reply(failure="http500"), model="router")
     backend.set_default(Reply(failure="http500"), model="router")

@@ -13,7 +13,7 @@ def _script(backend: ScriptedBackend, answer: str, usage: bool = True) -> None:
 
 def test_models_lists_each_workflow(service: str) -> None:
     client = OpenAI(base_url=f"{service}/v1", api_key="unused")
-    assert [m.id for m in client.models.list()] == ["switchboard"]
+    assert [m.id for m in client.models.list()] == ["switchboard", "research-crew"]
 
 
 def test_sync_non_streamed(service: str, backend: ScriptedBackend) -> None:
