@@ -25,14 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agents import roles
 from switchboard.errors import SwitchboardError
 from switchboard.events import Event, EventKind, token
 from switchboard.llm import LLMPool
 from switchboard.settings import CrewSettings, Role
-from tools.retrieval import SearchDocumentsTool
 
 if TYPE_CHECKING:
     from crewai import LLM
@@ -44,6 +43,16 @@ _QUIET_ENV = {
 }
 _AGENT_KEYS = {spec.role: spec.key for spec in (roles.RESEARCHER, roles.WRITER, roles.REVIEWER)}
 _TOOL_TIMEOUT_S = 30.0
+
+
+class Search(Protocol):
+    """What the researcher's tool calls: `tools.retrieval.SearchDocumentsTool` in the service."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    async def __call__(self, query: str) -> list[dict[str, Any]]: ...
 
 
 class CrewFailed(SwitchboardError):
@@ -193,7 +202,7 @@ def _agent_key(event: Any) -> str:
     return _AGENT_KEYS.get(str(role), "crew")
 
 
-def _search_tool(search: SearchDocumentsTool, loop: asyncio.AbstractEventLoop) -> Any:
+def _search_tool(search: Search, loop: asyncio.AbstractEventLoop) -> Any:
     """The document search as a CrewAI tool. CrewAI runs tools in a worker thread; the search
     itself runs on the service's loop, where its clients live. A failure is returned as text,
     so that the agent sees it and carries on."""
@@ -258,7 +267,7 @@ class CrewRunner:
         self,
         request: str,
         write: Callable[[Event], None],
-        search: SearchDocumentsTool | None,
+        search: Search | None,
         *,
         stream_writer: bool = True,
         time_budget_s: float | None = None,
@@ -277,7 +286,7 @@ class CrewRunner:
         self,
         request: str,
         write: Callable[[Event], None],
-        search: SearchDocumentsTool | None,
+        search: Search | None,
         stream_writer: bool,
     ) -> CrewResult:
         from crewai import Agent, Crew, Process, Task
@@ -419,7 +428,13 @@ async def _kickoff(crew: Any, bridge: CrewBridge) -> None:
     try:
         await crew.akickoff()
     except asyncio.CancelledError:
-        bridge.cancelled = True  # also stops a model call still streaming in a worker thread
+        # `akickoff` makes its model calls in a worker thread, which cancelling does not stop:
+        # the sink aborts the call at its next chunk, and closing the run's own HTTP client
+        # (CrewAI's private `_client`; the LLM object is this run's alone) ends the response.
+        bridge.cancelled = True
+        client = getattr(crew.agents[0].llm, "_client", None)
+        if client is not None:
+            client.close()
         raise
     except SwitchboardError:
         raise
