@@ -17,8 +17,10 @@ agent, and the writer's streamed chunks into `token` events.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import ssl
 import sys
 import threading
 import time
@@ -26,6 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+import certifi
+import httpx
 
 from agents import roles
 from switchboard.errors import SwitchboardError
@@ -68,6 +73,11 @@ class CrewTimeout(SwitchboardError):
 
 
 _import_lock = threading.Lock()
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def import_crewai(data_dir: Path) -> None:
@@ -241,27 +251,49 @@ class CrewRunner:
     llm: LLMPool
     settings: CrewSettings
     data_dir: Path
+    _templates: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     async def warm(self) -> None:
         """Import CrewAI now, in a thread, so that the first crew does not wait for it."""
         await asyncio.to_thread(import_crewai, self.data_dir)
 
     def _model(self, settings: CrewSettings) -> LLM:
+        """This run's model: a copy of a per-backend template with an HTTP client of its own
+        (cancelling the run closes it). Building an `LLM` from scratch costs two new SSL
+        contexts (one per OpenAI client it makes), about 30 ms each; the copy shares one."""
         from crewai import LLM
+        from openai import OpenAI
 
         picked = self.llm.backend_for(Role.CREW)
         if picked is None:
             raise CrewFailed("no backend serves the crew role (or every circuit is open)")
         backend, model = picked
-        return LLM(
-            model=f"openai/{model}",
-            base_url=str(backend.base_url).rstrip("/"),
+        base_url = str(backend.base_url).rstrip("/")
+        timeout = self.llm.settings.request_timeout
+        key = (base_url, model)
+        template = self._templates.get(key)
+        if template is None:
+            template = LLM(
+                model=f"openai/{model}",
+                base_url=base_url,
+                api_key=backend.api_key,
+                stream=True,
+                max_tokens=settings.max_tokens,
+                max_retries=1,
+                timeout=timeout,
+            )
+            self._templates[key] = template
+        llm = template.model_copy()
+        # CrewAI's OpenAI provider makes its calls with the private `_client` (akickoff runs
+        # the sync call in a worker thread).
+        llm._client = OpenAI(
             api_key=backend.api_key,
-            stream=True,
-            max_tokens=settings.max_tokens,
+            base_url=base_url,
             max_retries=1,
-            timeout=self.llm.settings.request_timeout,
+            timeout=timeout,
+            http_client=httpx.Client(verify=_ssl_context(), timeout=timeout),
         )
+        return llm
 
     async def run(
         self,

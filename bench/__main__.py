@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import memory, retrieval, streaming
+from bench import crew, memory, retrieval, streaming
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,8 +44,10 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=300, help="checkpointer turns")
     parser.add_argument("--entities", type=int, default=10000, help="knowledge-graph size")
     parser.add_argument("--lookups", type=int, default=300, help="neighbourhood queries")
+    parser.add_argument("--kickoffs", type=int, default=30, help="crew runs")
+    parser.add_argument("--starts", type=int, default=3, help="service start-ups per variant")
     parser.add_argument(
-        "--only", choices=["streaming", "retrieval", "memory"], help="run one benchmark"
+        "--only", choices=["streaming", "retrieval", "memory", "crew"], help="run one benchmark"
     )
     args = parser.parse_args()
     if args.only in (None, "streaming"):
@@ -58,6 +60,8 @@ def main() -> None:
         _save("retrieval", retrieval.run(sizes, args.queries, args.qdrant_url))
     if args.only in (None, "memory"):
         _save("memory", memory.run(args.turns, args.entities, args.lookups))
+    if args.only in (None, "crew"):
+        _save("crew", crew.run(args.kickoffs, args.starts))
 
 
 def _save(name: str, figures: dict[str, Any]) -> None:

@@ -1,0 +1,154 @@
+"""The crew's own cost and the service's start-up with CrewAI installed.
+
+Crew overhead per kickoff: the research crew (researcher, writer, reviewer approving the first
+draft: three model calls) against the scripted backend answering at once, minus three times the
+time of one such call made directly with the OpenAI client CrewAI uses (the model time).
+
+Start-up: the service process from launch to `/readyz` answering 200, with the crew on and off
+(CrewAI is imported in a thread once the service is up, so it should not show), the embedded Redis,
+local embeddings, and the knowledge graph off (Neo4j's own start, about 6 s, is not CrewAI's);
+and, for scale, `import crewai` alone in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agents.crew import CrewRunner
+from switchboard.llm import LLMPool
+from switchboard.processes import free_port
+from switchboard.settings import BackendConfig, CrewSettings, LLMSettings
+from tests.backends import Reply, ScriptedBackend
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _direct_call_ms(url: str, calls: int) -> list[float]:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=url, api_key="x", max_retries=0)
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        stream = client.chat.completions.create(
+            model="crew",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for _chunk in stream:
+            pass
+        times.append((time.perf_counter() - started) * 1000)
+    client.close()
+    return times
+
+
+async def crew_overhead(kickoffs: int) -> dict[str, Any]:
+    with ScriptedBackend() as backend:
+        backend.set_default(Reply(text="APPROVED"), "crew")
+        config = BackendConfig.model_validate(
+            {"name": "bench", "base_url": backend.url, "models": {"crew": "crew"}}
+        )
+        pool = LLMPool(LLMSettings(backends=[config]), [config])
+        runner = CrewRunner(pool, CrewSettings(), Path(tempfile.mkdtemp(prefix="bench-crew-")))
+        await runner.warm()
+        for _ in range(3):  # warm CrewAI's caches and the connection
+            await runner.run("warm up", lambda e: None, None)
+        backend.reset()
+        backend.set_default(Reply(text="APPROVED"), "crew")
+        runs = []
+        for index in range(kickoffs):
+            started = time.perf_counter()
+            result = await runner.run(f"report {index}", lambda e: None, None)
+            runs.append((time.perf_counter() - started) * 1000)
+            assert result.approved
+        calls_per_kickoff = backend.request_count(model="crew") / kickoffs
+        direct = await asyncio.to_thread(_direct_call_ms, backend.url, 60)
+        await pool.aclose()
+    model_ms = statistics.median(direct)
+    run_ms = statistics.median(runs)
+    return {
+        "kickoffs": kickoffs,
+        "model_calls_per_kickoff": calls_per_kickoff,
+        "kickoff_ms_p50": round(run_ms, 1),
+        "kickoff_ms_max": round(max(runs), 1),
+        "direct_call_ms_p50": round(model_ms, 2),
+        "overhead_ms_per_kickoff_p50": round(run_ms - calls_per_kickoff * model_ms, 1),
+    }
+
+
+def _startup_s(crew: bool) -> float:
+    backend_port, port = free_port(), free_port()
+    backend = subprocess.Popen(
+        [sys.executable, "-m", "tests.backends.scripted", "--port", str(backend_port)], cwd=ROOT
+    )
+    data = tempfile.mkdtemp(prefix="bench-start-")
+    env = {
+        **os.environ,
+        "SWITCHBOARD_LLM__BACKENDS": json.dumps(
+            [{"name": "s", "base_url": f"http://127.0.0.1:{backend_port}/v1", "model": "s"}]
+        ),
+        "SWITCHBOARD_SERVER__DATA_DIR": data,
+        "SWITCHBOARD_GRAPH__ENABLED": "false",
+        "SWITCHBOARD_CREW__ENABLED": "true" if crew else "false",
+    }
+    args = [
+        sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_environment",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    try:
+        time.sleep(1)  # the scripted backend is up
+        started = time.perf_counter()
+        service = subprocess.Popen(args, cwd=ROOT, env=env)
+        try:
+            while True:
+                if service.poll() is not None:
+                    raise RuntimeError(f"the service exited with {service.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                        return time.perf_counter() - started
+                time.sleep(0.02)
+        finally:
+            service.terminate()
+            service.wait(timeout=20)
+    finally:
+        backend.terminate()
+        backend.wait(timeout=10)
+
+
+def _import_crewai_s() -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "import crewai"],
+        check=True,
+        env={**os.environ, "CREWAI_DISABLE_TELEMETRY": "true", "CREWAI_TRACING_ENABLED": "false"},
+    )
+    return time.perf_counter() - started
+
+
+def run(kickoffs: int, starts: int) -> dict[str, Any]:
+    figures: dict[str, Any] = {"overhead": asyncio.run(crew_overhead(kickoffs))}
+    with_crew = [_startup_s(True) for _ in range(starts)]
+    without = [_startup_s(False) for _ in range(starts)]
+    figures["startup"] = {
+        "starts": starts,
+        "ready_s_with_crew_p50": round(statistics.median(with_crew), 2),
+        "ready_s_without_crew_p50": round(statistics.median(without), 2),
+        "ready_s_with_crew_max": round(max(with_crew), 2),
+        "import_crewai_s": round(statistics.median(_import_crewai_s() for _ in range(3)), 2),
+        "note": "launch to /readyz 200; embedded Redis, local embeddings, knowledge graph off",
+    }
+    print(figures)
+    return figures
