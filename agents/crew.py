@@ -57,7 +57,7 @@ class Search(Protocol):
     def name(self) -> str: ...
     @property
     def description(self) -> str: ...
-    async def __call__(self, query: str) -> list[dict[str, Any]]: ...
+    async def __call__(self, query: str, k: int = 5) -> list[dict[str, Any]]: ...
 
 
 class CrewFailed(SwitchboardError):
@@ -212,7 +212,7 @@ def _agent_key(event: Any) -> str:
     return _AGENT_KEYS.get(str(role), "crew")
 
 
-def _search_tool(search: Search, loop: asyncio.AbstractEventLoop) -> Any:
+def _search_tool(search: Search, k: int, loop: asyncio.AbstractEventLoop) -> Any:
     """The document search as a CrewAI tool. CrewAI runs tools in a worker thread; the search
     itself runs on the service's loop, where its clients live. A failure is returned as text,
     so that the agent sees it and carries on."""
@@ -228,7 +228,7 @@ def _search_tool(search: Search, loop: asyncio.AbstractEventLoop) -> Any:
         args_schema: type[BaseModel] = SearchArgs
 
         def _run(self, query: str) -> str:
-            future = asyncio.run_coroutine_threadsafe(search(query), loop)
+            future = asyncio.run_coroutine_threadsafe(search(query, k), loop)
             try:
                 found = future.result(timeout=_TOOL_TIMEOUT_S)
             except Exception as exc:
@@ -257,7 +257,7 @@ class CrewRunner:
         """Import CrewAI now, in a thread, so that the first crew does not wait for it."""
         await asyncio.to_thread(import_crewai, self.data_dir)
 
-    def _model(self, settings: CrewSettings) -> LLM:
+    def _model(self, settings: CrewSettings, max_tokens: int | None) -> LLM:
         """This run's model: a copy of a per-backend template with an HTTP client of its own
         (cancelling the run closes it). Building an `LLM` from scratch costs two new SSL
         contexts (one per OpenAI client it makes), about 30 ms each; the copy shares one."""
@@ -283,7 +283,7 @@ class CrewRunner:
                 timeout=timeout,
             )
             self._templates[key] = template
-        llm = template.model_copy()
+        llm = template.model_copy(update={"max_tokens": max_tokens} if max_tokens else None)
         # CrewAI's OpenAI provider makes its calls with the private `_client` (akickoff runs
         # the sync call in a worker thread).
         llm._client = OpenAI(
@@ -303,14 +303,16 @@ class CrewRunner:
         *,
         stream_writer: bool = True,
         time_budget_s: float | None = None,
+        max_tokens: int | None = None,
     ) -> CrewResult:
         """The crew's report on `request`; raises `CrewTimeout` past the time budget and
-        `CrewFailed` when the crew cannot finish."""
+        `CrewFailed` when the crew cannot finish. `max_tokens` bounds each model call (the
+        setting's when not given)."""
         budget = time_budget_s or self.settings.time_budget_s
         await self.warm()
         try:
             async with asyncio.timeout(budget):
-                return await self._run(request, write, search, stream_writer)
+                return await self._run(request, write, search, stream_writer, max_tokens)
         except TimeoutError:
             raise CrewTimeout(f"the crew did not finish within {budget:g} s") from None
 
@@ -320,14 +322,15 @@ class CrewRunner:
         write: Callable[[Event], None],
         search: Search | None,
         stream_writer: bool,
+        max_tokens: int | None,
     ) -> CrewResult:
         from crewai import Agent, Crew, Process, Task
         from crewai.events.stream_context import add_stream_sink, reset_stream_sinks
 
         settings = self.settings
         loop = asyncio.get_running_loop()
-        llm = self._model(settings)
-        tools = [_search_tool(search, loop)] if search is not None else []
+        llm = self._model(settings, max_tokens)
+        tools = [_search_tool(search, settings.search_results, loop)] if search is not None else []
 
         def agent(spec: roles.AgentSpec, with_tools: bool = False) -> Any:
             return Agent(

@@ -77,6 +77,7 @@ class RouterState(TypedDict):
     sources: NotRequired[list[dict[str, Any]]]
     citations: NotRequired[list[int]]
     memories: NotRequired[list[str]]
+    escalated: NotRequired[bool]  # this turn's low-scored answer was handed to the crew
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,7 @@ async def classify(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     if requested != route:
         reason = f"{reason}; {requested!r} is not available, using direct"
     write(Event(EventKind.ROUTE, {"route": route, "requested": requested, "reason": reason}))
-    return {"route": route, "attempts": 0}
+    return {"route": route, "attempts": 0, "escalated": False}
 
 
 async def _ask_router(ctx: RouterContext, question: str) -> tuple[Route | None, str]:
@@ -334,51 +335,100 @@ def _with_memories(prompt: list[Message], memories: list[str]) -> list[Message]:
 
 async def check_quality(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     ctx = runtime.context
-    # The answer joins the thread's history once it is final (not when it is to be retried).
+    # The answer joins the thread's history once it is final (not when it is to be retried or
+    # handed to the crew).
     final = {"role": "assistant", "content": state["answer"]}
     if not ctx.quality.enabled:
         return {"quality": None, "messages": [final]}
     score, detail = await _judge(ctx, _last_user_text(state["messages"]), state["answer"])
-    retry = _wants_retry(ctx, score, state["attempts"])
+    step = _after_score(ctx, state, score)
     get_stream_writer()(
         Event(
             EventKind.QUALITY,
-            {"score": score, "detail": detail, "attempt": state["attempts"], "retry": retry},
+            {
+                "score": score,
+                "detail": detail,
+                "attempt": state["attempts"],
+                "retry": step == "generate",
+                "escalate": step == "crew",
+            },
         )
     )
-    return {"quality": score} if retry else {"quality": score, "messages": [final]}
+    return {"quality": score} if step != "remember" else {"quality": score, "messages": [final]}
+
+
+def _after_score(
+    ctx: RouterContext, state: RouterState, score: float | None
+) -> Literal["generate", "crew", "remember"]:
+    """What follows a scored answer: a retry of `generate`, else (once, when configured) the
+    crew for a direct or rag answer still scored low, else the end of the turn."""
+    if state.get("route") == "crew" or state.get("escalated"):
+        return "remember"  # the crew's reviewer is its own quality loop
+    if _wants_retry(ctx, score, state["attempts"]):
+        return "generate"
+    if (
+        ctx.crew is not None
+        and ctx.crew.settings.escalate
+        and ctx.allow_retry  # the low answer's tokens must be taken back
+        and score is not None
+        and score < ctx.quality.threshold
+    ):
+        return "crew"
+    return "remember"
 
 
 async def crew(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     """The crew route: the research crew writes the answer (its reviewer is its own quality
-    loop; `check_quality` still scores the result, but never sends it back)."""
+    loop; `check_quality` still scores the result, but never sends it back). Also the one
+    escalation of a direct or rag answer scored low, within the escalation budgets."""
     ctx = runtime.context
     assert ctx.crew is not None, "crew is routed to only when the crew is set up"
+    write = get_stream_writer()
+    escalated = state.get("route") != "crew"
+    budget: dict[str, Any] = {}
+    if escalated:
+        config = ctx.crew.settings
+        write(
+            Event(
+                EventKind.RETRY,
+                {"attempt": state["attempts"] + 1, "reason": "escalated to the crew"},
+            )
+        )
+        # The token budget spread over the crew's most calls: research, and a draft and a
+        # review per revision.
+        calls = 1 + 2 * (1 + config.max_revisions)
+        budget = {
+            "time_budget_s": config.escalation_time_budget_s,
+            "max_tokens": max(16, config.escalation_max_tokens // calls),
+        }
     search = SearchDocumentsTool(ctx.retriever, ctx.tenant) if ctx.retriever is not None else None
     result = await ctx.crew.run(
         _last_user_text(state["messages"]),
-        get_stream_writer(),
+        write,
         search,
         stream_writer=ctx.allow_retry,
+        **budget,
     )
     return {
         "answer": result.report,
         "sources": [],
         "citations": [],
-        "attempts": 1 + result.revisions,
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "estimated": True},
+        "attempts": state.get("attempts", 0) + 1 + result.revisions,
+        "escalated": escalated,
+        "usage": {
+            "prompt_tokens": 0,
+            "completion_tokens": estimate_tokens(result.report),
+            "total_tokens": estimate_tokens(result.report),
+            "estimated": True,
+        },
         "finish_reason": "stop",
     }
 
 
 def after_quality(
     state: RouterState, runtime: Runtime[RouterContext]
-) -> Literal["generate", "remember"]:
-    if state.get("route") != "crew" and _wants_retry(
-        runtime.context, state.get("quality"), state["attempts"]
-    ):
-        return "generate"
-    return "remember"
+) -> Literal["generate", "crew", "remember"]:
+    return _after_score(runtime.context, state, state.get("quality"))
 
 
 # Recalled memories and the assembled prompt are for this turn only: cleared before the turn's
@@ -538,6 +588,6 @@ def build_router_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> 
     graph.add_edge("direct", "generate")
     graph.add_edge("rag", "generate")
     graph.add_edge("generate", "check_quality")
-    graph.add_conditional_edges("check_quality", after_quality, ["generate", "remember"])
+    graph.add_conditional_edges("check_quality", after_quality, ["generate", "crew", "remember"])
     graph.add_edge("remember", END)
     return graph.compile(name="router", checkpointer=checkpointer)

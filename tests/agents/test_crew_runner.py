@@ -35,7 +35,8 @@ class MarkedSearch:
         self.fail = fail
         self.queries: list[str] = []
 
-    async def __call__(self, query: str) -> list[dict[str, Any]]:
+    async def __call__(self, query: str, k: int = 5) -> list[dict[str, Any]]:
+        assert k == CrewSettings().search_results
         self.queries.append(query)
         if self.fail:
             raise ConnectionError(f"store down for {self.marker}")

@@ -19,7 +19,12 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir: Path = tmp_path_factory.mktemp("switchboard")
-    settings = Settings(server={"data_dir": data_dir}, local={"mode": "auto"}, llm={"backends": []})  # type: ignore[arg-type]
+    settings = Settings(
+        server={"data_dir": data_dir},  # type: ignore[arg-type]
+        local={"mode": "auto"},  # type: ignore[arg-type]
+        llm={"backends": []},  # type: ignore[arg-type]
+        crew={"max_tokens": 128},  # type: ignore[arg-type]  # short crew replies on a CPU
+    )
     assert settings.wants_local_backend
     with running_service(settings) as url:
         yield url
@@ -99,3 +104,18 @@ def test_a_rag_turn_with_the_real_model(local_service: str) -> None:
     sources = next(e.data for e in events if e.kind == "sources")["sources"]
     assert any("Holloway Works" in s["text"] for s in sources)
     assert events[-1].kind == "end" and events[-1].data["output"]["answer"].strip()
+
+
+def test_the_crew_completes_with_the_real_model(local_service: str) -> None:
+    """The research crew end to end on SmolLM2 (the text's quality is not judged)."""
+    events = stream_turn(
+        local_service, "Write a short report about the colour blue.", timeout=300, route="crew"
+    )
+    kinds = [e.kind for e in events]
+    assert kinds[-1] == "end", events[-1].data
+    assert events[1].data["route"] == "crew"
+    agents = {e.data["agent"] for e in events if e.kind == "crew"}
+    assert {"researcher", "writer", "reviewer"} <= agents
+    verdicts = [e.data for e in events if e.kind == "crew" and e.data["type"] == "verdict"]
+    assert verdicts  # the reviewer answered (approving or not)
+    assert events[-1].data["output"]["answer"].strip()

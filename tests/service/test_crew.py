@@ -183,3 +183,35 @@ def test_a_crew_past_its_time_budget_ends_the_stream_with_an_error(
     assert events[-1].kind == "error"
     assert events[-1].data["code"] == "crew_timeout"
     assert [e.kind for e in events].count("end") == 0
+
+
+def test_a_low_scored_direct_answer_escalates_once_to_the_crew(backend: ScriptedBackend) -> None:
+    settings = make_settings(
+        backend_entry("p", backend), crew={"escalate": True}, quality={"max_retries": 0}
+    )
+    backend.set_default(Reply(text='{"route": "direct"}'), model="router")
+    backend.enqueue(Reply(text="Lamps? No idea."), model="generator")
+    backend.enqueue(Reply(text='{"score": 1}'), model="judge")  # the direct answer
+    backend.enqueue(Reply(text='{"score": 2}'), model="judge")  # the crew's: no second escalation
+    backend.enqueue(Reply(text="- Lamps are inspected every 90 days."), "crew")
+    backend.enqueue(Reply(text="Lamps are inspected every 90 days."), "crew")
+    backend.enqueue(Reply(text="APPROVED"), "crew")
+    thread = f"th-{uuid.uuid4().hex[:8]}"
+    with running_service(settings) as url:
+        events = stream_turn(url, "How often are lamps inspected?", thread_id=thread)
+        state = httpx.get(f"{url}/threads/{thread}/state").json()["values"]
+    qualities = [e.data for e in events if e.kind == "quality"]
+    assert [(q["score"], q["escalate"]) for q in qualities] == [(0.0, True), (0.25, False)]
+    retry = next(e.data for e in events if e.kind == "retry")
+    assert retry["reason"] == "escalated to the crew"
+    assert events[-1].kind == "end"
+    assert events[-1].data["output"]["answer"] == "Lamps are inspected every 90 days."
+    assert backend.request_count(model="crew") == 3
+    # Only the crew's answer joined the thread's history.
+    assert [m["content"] for m in state["messages"]] == [
+        "How often are lamps inspected?",
+        "Lamps are inspected every 90 days.",
+    ]
+    # Each crew call was bounded by the escalation's token budget (2048 over 5 calls).
+    crew_calls = [r for r in backend.requests if r.get("model") == "crew"]
+    assert {r["max_tokens"] for r in crew_calls} == {2048 // 5}
