@@ -257,7 +257,7 @@ class CrewRunner:
         """Import CrewAI now, in a thread, so that the first crew does not wait for it."""
         await asyncio.to_thread(import_crewai, self.data_dir)
 
-    def _model(self, settings: CrewSettings, max_tokens: int | None) -> LLM:
+    def _model(self, settings: CrewSettings, max_tokens: int | None) -> tuple[LLM, Any]:
         """This run's model: a copy of a per-backend template with an HTTP client of its own
         (cancelling the run closes it). Building an `LLM` from scratch costs two new SSL
         contexts (one per OpenAI client it makes), about 30 ms each; the copy shares one."""
@@ -286,14 +286,15 @@ class CrewRunner:
         llm = template.model_copy(update={"max_tokens": max_tokens} if max_tokens else None)
         # CrewAI's OpenAI provider makes its calls with the private `_client` (akickoff runs
         # the sync call in a worker thread).
-        llm._client = OpenAI(
+        client = OpenAI(
             api_key=backend.api_key,
             base_url=base_url,
             max_retries=1,
             timeout=timeout,
             http_client=httpx.Client(verify=_ssl_context(), timeout=timeout),
         )
-        return llm
+        llm._client = client
+        return llm, client
 
     async def run(
         self,
@@ -329,7 +330,7 @@ class CrewRunner:
 
         settings = self.settings
         loop = asyncio.get_running_loop()
-        llm = self._model(settings, max_tokens)
+        llm, client = self._model(settings, max_tokens)
         tools = [_search_tool(search, settings.search_results, loop)] if search is not None else []
 
         def agent(spec: roles.AgentSpec, with_tools: bool = False) -> Any:
@@ -367,7 +368,7 @@ class CrewRunner:
                 process=Process.sequential,
                 verbose=False,
             )
-            await _kickoff(crew, bridge)
+            await _kickoff(crew, bridge, client)
             notes = _output(research)
             draft, verdict = _output(draft_task), parse_verdict(_output(review_task))
             drafts = [bridge.draft_chunks]
@@ -397,12 +398,14 @@ class CrewRunner:
                         verbose=False,
                     ),
                     bridge,
+                    client,
                 )
                 draft, verdict = _output(draft_task), parse_verdict(_output(review_task))
                 drafts.append(bridge.draft_chunks)
                 self._verdict(bridge, verdict, revisions)
         finally:
             reset_stream_sinks(sink)
+            client.close()  # this run's own connection pool
         if not stream_writer:
             # Tokens could not be taken back, so the approved draft's chunks go out only now,
             # one event per chunk as the backend sent them.
@@ -459,17 +462,15 @@ def _write_and_review(
     return draft, review
 
 
-async def _kickoff(crew: Any, bridge: CrewBridge) -> None:
+async def _kickoff(crew: Any, bridge: CrewBridge, client: Any) -> None:
     try:
         await crew.akickoff()
     except asyncio.CancelledError:
         # `akickoff` makes its model calls in a worker thread, which cancelling does not stop:
         # the sink aborts the call at its next chunk, and closing the run's own HTTP client
-        # (CrewAI's private `_client`; the LLM object is this run's alone) ends the response.
+        # (see `CrewRunner._model`) ends the response.
         bridge.cancelled = True
-        client = getattr(crew.agents[0].llm, "_client", None)
-        if client is not None:
-            client.close()
+        client.close()
         raise
     except SwitchboardError:
         raise
