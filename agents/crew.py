@@ -112,7 +112,9 @@ class CrewResult:
     approved: bool
     revisions: int
     notes: str
-    usage: dict[str, int] = field(default_factory=dict)
+    # The report as the writer's model streamed it, chunk by chunk: what a caller that did not
+    # stream the writer sends once the report is final.
+    chunks: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,12 @@ class CrewBridge:
         if threading.get_ident() == self._thread:
             self._write(event)
         else:
-            self._loop.call_soon_threadsafe(self._write, event)
+            self._loop.call_soon_threadsafe(self._write_unless_cancelled, event)
+
+    def _write_unless_cancelled(self, event: Event) -> None:
+        # Queued from a worker thread just before the run was cancelled: drop it.
+        if not self.cancelled:
+            self._write(event)
 
     def crew_event(self, agent: str, kind: str, **data: Any) -> None:
         self._emit(Event(EventKind.CREW, {"agent": agent, "type": kind, **data}))
@@ -166,6 +173,7 @@ class CrewBridge:
         from crewai.events import (
             AgentExecutionCompletedEvent,
             AgentExecutionStartedEvent,
+            LLMCallStartedEvent,
             LLMStreamChunkEvent,
             TaskCompletedEvent,
             TaskFailedEvent,
@@ -176,7 +184,10 @@ class CrewBridge:
         )
 
         agent = _agent_key(event)
-        if isinstance(event, LLMStreamChunkEvent):
+        if isinstance(event, LLMCallStartedEvent):
+            if agent == roles.WRITER.key:
+                self.draft_chunks = []  # CrewAI may call again (a retry, a forced answer)
+        elif isinstance(event, LLMStreamChunkEvent):
             if agent == roles.WRITER.key and event.chunk:
                 self.draft_chunks.append(event.chunk)
                 if self._stream_writer:
@@ -252,6 +263,13 @@ class CrewRunner:
     settings: CrewSettings
     data_dir: Path
     _templates: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # Each running crew holds a thread of the loop's default executor for its model calls
+    # (CrewAI's akickoff), and its search tool needs another for the embedder: a bound on
+    # crews at once keeps the executor from filling up (waiting counts against the budget).
+    _slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_slots", asyncio.Semaphore(self.settings.max_concurrent))
 
     async def warm(self) -> None:
         """Import CrewAI now, in a thread, so that the first crew does not wait for it."""
@@ -308,11 +326,15 @@ class CrewRunner:
     ) -> CrewResult:
         """The crew's report on `request`; raises `CrewTimeout` past the time budget and
         `CrewFailed` when the crew cannot finish. `max_tokens` bounds each model call (the
-        setting's when not given)."""
+        setting's when not given). With `stream_writer` False the writer's tokens are not
+        written: the caller sends `CrewResult.chunks` once the report is final."""
         budget = time_budget_s or self.settings.time_budget_s
-        await self.warm()
         try:
-            async with asyncio.timeout(budget):
+            await self.warm()
+        except Exception as exc:
+            raise CrewFailed(f"CrewAI could not be imported: {exc}") from exc
+        try:
+            async with asyncio.timeout(budget), self._slots:
                 return await self._run(request, write, search, stream_writer, max_tokens)
         except TimeoutError:
             raise CrewTimeout(f"the crew did not finish within {budget:g} s") from None
@@ -325,12 +347,31 @@ class CrewRunner:
         stream_writer: bool,
         max_tokens: int | None,
     ) -> CrewResult:
+        settings = self.settings
+        llm, client = self._model(settings, max_tokens)
+        try:
+            return await self._crew(request, write, search, stream_writer, llm, client)
+        except (asyncio.CancelledError, SwitchboardError):
+            raise
+        except Exception as exc:  # building agents and tasks: CrewAI's validation errors
+            raise CrewFailed(f"the crew failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        finally:
+            client.close()  # this run's own connection pool
+
+    async def _crew(
+        self,
+        request: str,
+        write: Callable[[Event], None],
+        search: Search | None,
+        stream_writer: bool,
+        llm: Any,
+        client: Any,
+    ) -> CrewResult:
         from crewai import Agent, Crew, Process, Task
         from crewai.events.stream_context import add_stream_sink, reset_stream_sinks
 
         settings = self.settings
         loop = asyncio.get_running_loop()
-        llm, client = self._model(settings, max_tokens)
         tools = [_search_tool(search, settings.search_results, loop)] if search is not None else []
 
         def agent(spec: roles.AgentSpec, with_tools: bool = False) -> Any:
@@ -405,12 +446,9 @@ class CrewRunner:
                 self._verdict(bridge, verdict, revisions)
         finally:
             reset_stream_sinks(sink)
-            client.close()  # this run's own connection pool
-        if not stream_writer:
-            # Tokens could not be taken back, so the approved draft's chunks go out only now,
-            # one event per chunk as the backend sent them.
-            for chunk in drafts[-1] or [draft]:
-                write(token(chunk))
+        # What the writer's model streamed, unless CrewAI's answer differs from it (then the
+        # answer itself, in one piece).
+        chunks = drafts[-1] if "".join(drafts[-1]).strip() == draft.strip() else [draft]
         bridge.crew_event(
             "crew",
             "crew_finished",
@@ -418,7 +456,7 @@ class CrewRunner:
             revisions=revisions,
             seconds=round(time.perf_counter() - started, 3),
         )
-        return CrewResult(draft, verdict.approved, revisions, notes)
+        return CrewResult(draft, verdict.approved, revisions, notes, chunks)
 
     @staticmethod
     def _verdict(bridge: CrewBridge, verdict: Verdict, revisions: int) -> None:

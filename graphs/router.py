@@ -78,6 +78,7 @@ class RouterState(TypedDict):
     citations: NotRequired[list[int]]
     memories: NotRequired[list[str]]
     escalated: NotRequired[bool]  # this turn's low-scored answer was handed to the crew
+    escalation_failed: NotRequired[bool]  # ... and the crew failed: the first answer stands
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +140,7 @@ async def classify(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     if requested != route:
         reason = f"{reason}; {requested!r} is not available, using direct"
     write(Event(EventKind.ROUTE, {"route": route, "requested": requested, "reason": reason}))
-    return {"route": route, "attempts": 0, "escalated": False}
+    return {"route": route, "attempts": 0, "escalated": False, "escalation_failed": False}
 
 
 async def _ask_router(ctx: RouterContext, question: str) -> tuple[Route | None, str]:
@@ -379,8 +380,12 @@ def _after_score(
 
 async def crew(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     """The crew route: the research crew writes the answer (its reviewer is its own quality
-    loop; `check_quality` still scores the result, but never sends it back). Also the one
-    escalation of a direct or rag answer scored low, within the escalation budgets."""
+    loop; `check_quality` still scores the result, but never sends it back).
+
+    Also the one escalation of a direct or rag answer scored low, within the escalation
+    budgets. Its report is held until it is final: only then does a `retry` event tell the
+    client to discard the first answer. If the crew fails, the first answer stands, with a
+    warning."""
     ctx = runtime.context
     assert ctx.crew is not None, "crew is routed to only when the crew is set up"
     write = get_stream_writer()
@@ -388,12 +393,6 @@ async def crew(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str,
     budget: dict[str, Any] = {}
     if escalated:
         config = ctx.crew.settings
-        write(
-            Event(
-                EventKind.RETRY,
-                {"attempt": state["attempts"] + 1, "reason": "escalated to the crew"},
-            )
-        )
         # The token budget spread over the crew's most calls: research, and a draft and a
         # review per revision.
         calls = 1 + 2 * (1 + config.max_revisions)
@@ -402,13 +401,29 @@ async def crew(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str,
             "max_tokens": max(16, config.escalation_max_tokens // calls),
         }
     search = SearchDocumentsTool(ctx.retriever, ctx.tenant) if ctx.retriever is not None else None
-    result = await ctx.crew.run(
-        _last_user_text(state["messages"]),
-        write,
-        search,
-        stream_writer=ctx.allow_retry,
-        **budget,
-    )
+    live = ctx.allow_retry and not escalated  # stream the writer as it writes
+    try:
+        result = await ctx.crew.run(
+            _last_user_text(state["messages"]), write, search, stream_writer=live, **budget
+        )
+    except SwitchboardError as exc:
+        if not escalated:
+            raise
+        write(
+            Event(
+                EventKind.WARNING,
+                {"message": "escalation to the crew failed; the first answer stands",
+                 "detail": exc.message},
+            )
+        )  # fmt: skip
+        final = {"role": "assistant", "content": state["answer"]}
+        return {"escalated": True, "escalation_failed": True, "messages": [final]}
+    if not live:
+        if escalated:
+            attempt = state["attempts"] + 1
+            write(Event(EventKind.RETRY, {"attempt": attempt, "reason": "escalated to the crew"}))
+        for chunk in result.chunks:
+            write(token(chunk))
     return {
         "answer": result.report,
         "sources": [],
@@ -423,6 +438,11 @@ async def crew(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str,
         },
         "finish_reason": "stop",
     }
+
+
+def after_crew(state: RouterState) -> Literal["check_quality", "remember"]:
+    # A failed escalation keeps the first answer, already scored.
+    return "remember" if state.get("escalation_failed") else "check_quality"
 
 
 def after_quality(
@@ -584,7 +604,7 @@ def build_router_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> 
     graph.add_conditional_edges(
         "classify", lambda s: s["route"], {"direct": "direct", "rag": "rag", "crew": "crew"}
     )
-    graph.add_edge("crew", "check_quality")
+    graph.add_conditional_edges("crew", after_crew, ["check_quality", "remember"])
     graph.add_edge("direct", "generate")
     graph.add_edge("rag", "generate")
     graph.add_edge("generate", "check_quality")

@@ -57,7 +57,8 @@ class BackgroundJobs:
             and (thread_id is None or owner.thread_id == thread_id)
         ]
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # asyncio.wait, not gather: a cancelled waiter must not cancel the jobs.
+            await asyncio.wait(tasks)
 
     async def drain(self, timeout: float) -> None:
         """At shutdown: let the jobs in flight finish, cancelling those still running after

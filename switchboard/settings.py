@@ -125,6 +125,9 @@ class CrewSettings(BaseModel):
     )
     max_tokens: int = Field(default=1024, ge=16, description="Per model call of an agent.")
     search_results: int = Field(default=4, ge=1, le=20, description="Passages per search.")
+    max_concurrent: int = Field(
+        default=2, ge=1, le=16, description="Crews running at once; others wait their turn."
+    )
     escalate: bool = Field(
         default=False,
         description="A low quality score on direct or rag hands the turn to the crew once.",

@@ -215,3 +215,28 @@ def test_a_low_scored_direct_answer_escalates_once_to_the_crew(backend: Scripted
     # Each crew call was bounded by the escalation's token budget (2048 over 5 calls).
     crew_calls = [r for r in backend.requests if r.get("model") == "crew"]
     assert {r["max_tokens"] for r in crew_calls} == {2048 // 5}
+
+
+def test_a_failed_escalation_keeps_the_first_answer(backend: ScriptedBackend) -> None:
+    settings = make_settings(
+        backend_entry("p", backend),
+        crew={"escalate": True, "escalation_time_budget_s": 0.5},
+        quality={"max_retries": 0},
+    )
+    backend.set_default(Reply(text='{"route": "direct"}'), model="router")
+    backend.enqueue(Reply(text="Every 90 days, I think."), model="generator")
+    backend.enqueue(Reply(text='{"score": 2}'), model="judge")
+    backend.set_default(Reply(text="notes", ttft=3), "crew")  # past the escalation budget
+    thread = f"th-{uuid.uuid4().hex[:8]}"
+    with running_service(settings) as url:
+        events = stream_turn(url, "How often are lamps inspected?", thread_id=thread)
+        state = httpx.get(f"{url}/threads/{thread}/state").json()["values"]
+    kinds = [e.kind for e in events]
+    assert "retry" not in kinds  # the client keeps the tokens it has
+    warning = next(e.data for e in events if e.kind == "warning")
+    assert "escalation to the crew failed" in warning["message"]
+    assert "within 0.5 s" in warning["detail"]
+    assert kinds[-1] == "end"
+    assert events[-1].data["output"]["answer"] == "Every 90 days, I think."
+    assert [m["content"] for m in state["messages"]][-1] == "Every 90 days, I think."
+    assert backend.request_count(model="judge") == 1

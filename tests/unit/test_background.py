@@ -48,3 +48,17 @@ async def test_a_failing_job_is_logged_and_drain_cancels_what_overruns(
     assert "background job failing failed" in caplog.text
     assert "extractor exploded" in caplog.text
     assert "1 background jobs cancelled at shutdown" in caplog.text
+
+
+async def test_a_cancelled_waiter_leaves_the_jobs_running() -> None:
+    jobs, done = BackgroundJobs(), []
+    release = asyncio.Event()
+    jobs.start(JobOwner("t", "u", "th"), _finish(release, done, "job"), name="job")
+    waiter = asyncio.create_task(jobs.wait_for("t", user="u"))
+    await asyncio.sleep(0.01)
+    waiter.cancel()  # e.g. the client of a forget request went away
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert jobs.pending == 1
+    release.set()
+    await jobs.wait_for("t", user="u")
+    assert done == ["job"]
