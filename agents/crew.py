@@ -41,7 +41,7 @@ from switchboard.settings import CrewSettings, Role
 if TYPE_CHECKING:
     from crewai import LLM
 
-_QUIET_ENV = {
+CREWAI_QUIET_ENV = {
     "CREWAI_DISABLE_TELEMETRY": "true",  # not OTEL_SDK_DISABLED: that would silence Langfuse too
     "CREWAI_TRACING_ENABLED": "false",
     "CREWAI_DISABLE_VERSION_CHECK": "true",
@@ -90,7 +90,7 @@ def import_crewai(data_dir: Path) -> None:
             return
         home = data_dir / "crewai"
         (home / "data").mkdir(parents=True, exist_ok=True)
-        os.environ.update(_QUIET_ENV)
+        os.environ.update(CREWAI_QUIET_ENV)
         os.environ.setdefault("XDG_DATA_HOME", str(home / "data"))
         os.environ.setdefault("CREWAI_STORAGE_DIR", "switchboard")
         real_home = os.environ.get("HOME")
@@ -146,7 +146,7 @@ class CrewBridge:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._stream_writer = stream_writer
-        self.draft_chunks: list[str] = []  # the writer's chunks of the current draft
+        self.draft_chunks: list[str] = []  # the chunks of the writer's latest model call
         self.cancelled = False
 
     def _emit(self, event: Event) -> None:
@@ -403,16 +403,18 @@ class CrewRunner:
                 agent=researcher,
             )
             draft_task, review_task = _write_and_review(writer, reviewer, request, research, "")
-            crew = Crew(
-                agents=[researcher, writer, reviewer],
-                tasks=[research, draft_task, review_task],
-                process=Process.sequential,
-                verbose=False,
+            await _kickoff(
+                Crew(
+                    agents=[researcher, writer, reviewer],
+                    tasks=[research, draft_task, review_task],
+                    process=Process.sequential,
+                    verbose=False,
+                ),
+                bridge,
+                client,
             )
-            await _kickoff(crew, bridge, client)
             notes = _output(research)
             draft, verdict = _output(draft_task), parse_verdict(_output(review_task))
-            drafts = [bridge.draft_chunks]
             revisions = 0
             self._verdict(bridge, verdict, revisions)
             while not verdict.approved and revisions < settings.max_revisions:
@@ -424,7 +426,6 @@ class CrewRunner:
                             {"attempt": revisions, "reason": "the reviewer asked for changes"},
                         )
                     )
-                bridge.draft_chunks = []
                 revision = roles.REVISION.format(
                     number=revisions, draft=draft, changes=verdict.changes
                 )
@@ -442,13 +443,13 @@ class CrewRunner:
                     client,
                 )
                 draft, verdict = _output(draft_task), parse_verdict(_output(review_task))
-                drafts.append(bridge.draft_chunks)
                 self._verdict(bridge, verdict, revisions)
         finally:
             reset_stream_sinks(sink)
-        # What the writer's model streamed, unless CrewAI's answer differs from it (then the
-        # answer itself, in one piece).
-        chunks = drafts[-1] if "".join(drafts[-1]).strip() == draft.strip() else [draft]
+        # What the writer's last model call streamed (the bridge starts over at each), unless
+        # CrewAI's answer differs from it (then the answer itself, in one piece).
+        streamed = bridge.draft_chunks
+        chunks = streamed if "".join(streamed).strip() == draft.strip() else [draft]
         bridge.crew_event(
             "crew",
             "crew_finished",

@@ -13,7 +13,6 @@ and, for scale, `import crewai` alone in a fresh interpreter.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import statistics
@@ -24,15 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from agents.crew import CrewRunner
+from agents.crew import CREWAI_QUIET_ENV, CrewRunner
+from bench._servers import running
 from switchboard.llm import LLMPool
 from switchboard.processes import free_port
 from switchboard.settings import BackendConfig, CrewSettings, LLMSettings
 from tests.backends import Reply, ScriptedBackend
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _direct_call_ms(url: str, calls: int) -> list[float]:
@@ -91,16 +87,13 @@ async def crew_overhead(kickoffs: int) -> dict[str, Any]:
 
 def _startup_s(crew: bool) -> float:
     backend_port, port = free_port(), free_port()
-    backend = subprocess.Popen(
-        [sys.executable, "-m", "tests.backends.scripted", "--port", str(backend_port)], cwd=ROOT
-    )
-    data = tempfile.mkdtemp(prefix="bench-start-")
+    backend_args = [sys.executable, "-m", "tests.backends.scripted", "--port", str(backend_port)]
+    backend_url = f"http://127.0.0.1:{backend_port}/v1"
     env = {
-        **os.environ,
         "SWITCHBOARD_LLM__BACKENDS": json.dumps(
-            [{"name": "s", "base_url": f"http://127.0.0.1:{backend_port}/v1", "model": "s"}]
+            [{"name": "s", "base_url": backend_url, "model": "s"}]
         ),
-        "SWITCHBOARD_SERVER__DATA_DIR": data,
+        "SWITCHBOARD_SERVER__DATA_DIR": tempfile.mkdtemp(prefix="bench-start-"),
         "SWITCHBOARD_GRAPH__ENABLED": "false",
         "SWITCHBOARD_CREW__ENABLED": "true" if crew else "false",
     }
@@ -108,24 +101,10 @@ def _startup_s(crew: bool) -> float:
         sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_environment",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
-    try:
-        time.sleep(1)  # the scripted backend is up
+    with running(backend_args, {}, f"{backend_url}/models"):
         started = time.perf_counter()
-        service = subprocess.Popen(args, cwd=ROOT, env=env)
-        try:
-            while True:
-                if service.poll() is not None:
-                    raise RuntimeError(f"the service exited with {service.returncode}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        return time.perf_counter() - started
-                time.sleep(0.02)
-        finally:
-            service.terminate()
-            service.wait(timeout=20)
-    finally:
-        backend.terminate()
-        backend.wait(timeout=10)
+        with running(args, env, f"http://127.0.0.1:{port}/readyz", poll=0.02):
+            return time.perf_counter() - started
 
 
 def _import_crewai_s() -> float:
@@ -133,7 +112,7 @@ def _import_crewai_s() -> float:
     subprocess.run(
         [sys.executable, "-c", "import crewai"],
         check=True,
-        env={**os.environ, "CREWAI_DISABLE_TELEMETRY": "true", "CREWAI_TRACING_ENABLED": "false"},
+        env={**os.environ, **CREWAI_QUIET_ENV},
     )
     return time.perf_counter() - started
 

@@ -7,25 +7,19 @@ process, and the load comes from this one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from bench._client import Connection, StreamSample
+from bench._servers import running
 from switchboard.processes import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -116,27 +110,6 @@ async def _level(
     )
 
 
-@contextmanager
-def _process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[int]:
-    """Run a server process until the block ends; yield its pid once `ready_url` answers."""
-    process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env})
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{args[:4]} exited with {process.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{args[:4]} not ready after 60 s")
-            with contextlib.suppress(httpx.HTTPError):  # not listening yet
-                if httpx.get(ready_url, timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
-        yield process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def run(
     tokens: int = 256, ttft_ms: int = 50, gap_ms: int = 20, levels: Sequence[int] = (1, 10, 100)
 ) -> dict[str, Any]:
@@ -162,8 +135,8 @@ def run(
     stream_seconds = (ttft_ms + tokens * gap_ms) / 1000
     results: list[LevelResult] = []
     with (
-        _process(backend_args, {}, f"{backend_url}/models"),
-        _process(service_args, service_env, f"http://127.0.0.1:{service_port}/healthz") as pid,
+        running(backend_args, {}, f"{backend_url}/models"),
+        running(service_args, service_env, f"http://127.0.0.1:{service_port}/healthz") as pid,
     ):
         for concurrency in levels:
             rounds = 5 if concurrency == 1 else 3

@@ -424,6 +424,7 @@ async def crew(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str,
             write(Event(EventKind.RETRY, {"attempt": attempt, "reason": "escalated to the crew"}))
         for chunk in result.chunks:
             write(token(chunk))
+    written = estimate_tokens(result.report)  # CrewAI's own calls report no usage to us
     return {
         "answer": result.report,
         "sources": [],
@@ -432,8 +433,8 @@ async def crew(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str,
         "escalated": escalated,
         "usage": {
             "prompt_tokens": 0,
-            "completion_tokens": estimate_tokens(result.report),
-            "total_tokens": estimate_tokens(result.report),
+            "completion_tokens": written,
+            "total_tokens": written,
             "estimated": True,
         },
         "finish_reason": "stop",

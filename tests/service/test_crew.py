@@ -49,31 +49,18 @@ def _crew_steps(events: list[Received]) -> list[tuple[str, str]]:
     return [(e.data["agent"], e.data["type"]) for e in events if e.kind == "crew"]
 
 
+def _agent_steps(agent: str, middle: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    kinds = ("task_started", "agent_started", *middle, "agent_finished", "task_finished")
+    return [(agent, kind) for kind in kinds]
+
+
+# Research (with its tool call), then a draft and its review, twice: the first review asks for
+# changes, the second approves.
+DRAFT_AND_REVIEW = [*_agent_steps("writer"), *_agent_steps("reviewer"), ("reviewer", "verdict")]
 STEPS = [
-    ("researcher", "task_started"),
-    ("researcher", "agent_started"),
-    ("researcher", "tool_call"),
-    ("researcher", "tool_result"),
-    ("researcher", "agent_finished"),
-    ("researcher", "task_finished"),
-    ("writer", "task_started"),
-    ("writer", "agent_started"),
-    ("writer", "agent_finished"),
-    ("writer", "task_finished"),
-    ("reviewer", "task_started"),
-    ("reviewer", "agent_started"),
-    ("reviewer", "agent_finished"),
-    ("reviewer", "task_finished"),
-    ("reviewer", "verdict"),
-    ("writer", "task_started"),
-    ("writer", "agent_started"),
-    ("writer", "agent_finished"),
-    ("writer", "task_finished"),
-    ("reviewer", "task_started"),
-    ("reviewer", "agent_started"),
-    ("reviewer", "agent_finished"),
-    ("reviewer", "task_finished"),
-    ("reviewer", "verdict"),
+    *_agent_steps("researcher", ("tool_call", "tool_result")),
+    *DRAFT_AND_REVIEW,
+    *DRAFT_AND_REVIEW,
     ("crew", "crew_finished"),
 ]
 
