@@ -36,7 +36,9 @@ async def harness_classpath(cache_dir: Path) -> str:
     """The harness's classpath, resolved by Maven once per version of the pom and cached."""
     pom = _HARNESS / "pom.xml"
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
-    cached = cache_dir / f"classpath-{digest}.txt"
+    # Absolute: Maven resolves a relative -Dmdep.outputFile against the pom's folder, not ours
+    # (the default data folder, `.switchboard`, is relative).
+    cached = cache_dir.resolve() / f"classpath-{digest}.txt"
     if cached.exists():
         classpath = cached.read_text().strip()
         if all(Path(jar).exists() for jar in classpath.split(":")):

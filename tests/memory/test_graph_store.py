@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from memory.graph import ChunkGraph, Entity, GraphUnavailable, Neo4jGraph, Relation, entity_key
-from memory.neo4j_server import EmbeddedNeo4j
+from memory.neo4j_server import EmbeddedNeo4j, harness_classpath
 from switchboard.processes import free_port
 
 
@@ -126,3 +126,13 @@ async def test_a_neo4j_down_at_start_gets_its_schema_when_it_comes_up(
     finally:
         await graph.close()
         await server.stop()
+
+
+async def test_the_harness_resolves_with_a_relative_data_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default data folder is `.switchboard`, relative to where the service runs.
+    monkeypatch.chdir(tmp_path)
+    classpath = await harness_classpath(Path(".switchboard") / "neo4j")
+    assert "neo4j-harness" in classpath
+    assert list((tmp_path / ".switchboard" / "neo4j").glob("classpath-*.txt"))
