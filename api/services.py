@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
 from agents.crew import CrewRunner
 from graphs import WorkflowSpec, build_registry
-from memory.graph import KnowledgeGraph, Neo4jGraph
+from memory.graph import KnowledgeGraph
 from memory.graph_extract import GraphStage
 from memory.ingest import Ingestor, IngestStage, Prepared, VectorStage
 from memory.long_term import FixedAsyncRedisStore, LongTermMemory
-from memory.neo4j_server import EmbeddedNeo4j
 from memory.redis_server import EmbeddedRedis
 from memory.retrieval import Retriever
-from memory.store import QdrantStore
 from memory.threads import REDIS_ERRORS, Checkpointer, ThreadRegistry, unavailable
 from switchboard.background import BackgroundJobs
 from switchboard.embeddings import BackendEmbedder, Embedder, ThreadedEmbedder
 from switchboard.errors import SwitchboardError
 from switchboard.llm import LLMPool
 from switchboard.llm.local import LocalLlamaServer
+from switchboard.opening import Opening
 from switchboard.settings import Settings
+
+if TYPE_CHECKING:
+    from memory.qdrant import QdrantStore  # imported in the background: `_open_retrieval`
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,12 @@ class Retrieval:
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.store.close()
 
+    def attach_graph(self, graph: KnowledgeGraph, stage: GraphStage) -> None:
+        """The knowledge graph opened (after the store): ingestion writes to it and retrieval
+        reads from it from now on."""
+        self.ingestor.add_stage(stage)
+        self.retriever.graph = graph
+
     def ingest_in_background(self, prepared: Prepared) -> None:
         """Run the pipeline after the response; the record's status tells the client how far
         it got."""
@@ -69,7 +78,6 @@ class Memory:
     threads: ThreadRegistry
     long_term: LongTermMemory | None
     store: FixedAsyncRedisStore | None
-    embedded: EmbeddedRedis | None
     ready: bool = False
 
     async def ensure_ready(self) -> None:
@@ -95,11 +103,10 @@ class Services:
     llm: LLMPool
     workflows: dict[str, WorkflowSpec]
     local: LocalLlamaServer | None
-    retrieval: Retrieval | None
-    retrieval_error: str | None  # why retrieval is off, for /readyz
+    # Both open in the background after start-up (`Opening`): /readyz shows them `starting`.
+    retrieval: Opening[Retrieval]
+    graph: Opening[KnowledgeGraph]
     memory: Memory
-    graph: KnowledgeGraph | None
-    graph_error: str | None  # why the knowledge graph is off, for /readyz
     background: BackgroundJobs  # what follows turns (remembering), waited for at shutdown
     crew: CrewRunner | None  # None: the crew route and workflow are off
 
@@ -107,13 +114,20 @@ class Services:
     def redis(self) -> Redis:
         return self.memory.redis
 
+    async def documents(self) -> Retrieval | None:
+        """The document store for writing and deleting: waits until the knowledge graph has
+        opened too (or could not), so that no document lands in one and not the other."""
+        await self.graph.wait()
+        return await self.retrieval.wait()
+
 
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """Start what the service depends on (the bundled model server when no backend is
-    configured, the embedded Redis when none is configured) and build the shared clients; stop
-    and close them on exit, or as far as start-up got when a step fails. A store or embedder
-    that cannot start leaves the service up with the rag route off and `/readyz` saying why."""
+    """Start what chat depends on (the bundled model server when no backend is configured, the
+    embedded Redis when none is configured) and build the shared clients, then open the
+    document store and the knowledge graph in the background; stop and close all of them on
+    exit, or as far as start-up got when a step fails. A store or embedder that cannot start
+    leaves the service up with the rag route off and `/readyz` saying why."""
     async with AsyncExitStack() as stack:
         local: LocalLlamaServer | None = None
         backends = list(settings.llm.backends)
@@ -124,29 +138,35 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             backends.append(local.backend)
         llm = LLMPool(settings.llm, backends)
         stack.push_async_callback(llm.aclose)
-        embedder: Embedder | None = None
-        retrieval: Retrieval | None = None
-        retrieval_error: str | None = None
-        try:
-            embedder = await _open_embedder(settings, llm)
-        except SwitchboardError as exc:
-            retrieval_error = f"embedder: {exc.message}"
-            log.error("retrieval is off and memories are recalled without vectors: %s", exc)
-        memory = await _open_memory(settings, stack, embedder)
-        graph, graph_error = await _open_graph(settings, stack)
-        if embedder is not None:
-            try:
-                retrieval = await _open_retrieval(settings, llm, embedder, graph)
-            except SwitchboardError as exc:
-                retrieval_error = exc.message
-                log.error("retrieval is off: %s", exc.message)
-            else:
-                stack.push_async_callback(retrieval.close)
+        # Loading the embedder (onnxruntime) and starting Redis overlap: both mostly wait.
+        (embedder, embedder_error), redis_url = await asyncio.gather(
+            _open_embedder(settings, llm), _redis_url(settings, stack)
+        )
+        memory = await _open_memory(settings, stack, redis_url, embedder)
+        retrieval: Opening[Retrieval] = Opening("document store")
+        graph: Opening[KnowledgeGraph] = Opening("knowledge graph")
+        # Their own exit stacks, entered before the openings' tasks are cancelled at shutdown
+        # (below), so they close after those tasks have stopped.
+        retrieval_stack = await stack.enter_async_context(AsyncExitStack())
+        graph_stack = await stack.enter_async_context(AsyncExitStack())
+        openings: list[asyncio.Task[None]] = []
+        if embedder is None:
+            retrieval.fail(f"embedder: {embedder_error}")
+        else:
+            opening = retrieval.settle(_open_retrieval(settings, embedder, retrieval_stack))
+            openings.append(asyncio.create_task(opening, name="open retrieval"))
+        if not settings.graph.enabled:
+            graph.fail("disabled by configuration")
+        else:
+            opening = graph.settle(_open_graph(settings, llm, graph_stack, retrieval))
+            openings.append(asyncio.create_task(opening, name="open graph"))
+        stack.push_async_callback(_cancel, openings)
         crew = None
         if settings.crew.enabled:
             crew = CrewRunner(llm, settings.crew, settings.server.data_dir)
-            # CrewAI takes seconds to import: in a thread once the service is up, not before.
-            warming = asyncio.create_task(crew.warm(), name="import crewai")
+            # CrewAI takes seconds to import: in a thread once the service is up, not before,
+            # and after the document store has opened (both imports hold the GIL).
+            warming = asyncio.create_task(_warm(crew, retrieval), name="import crewai")
             warming.add_done_callback(_log_warm_failure)
             stack.callback(warming.cancel)  # holds a reference until shutdown
         background = BackgroundJobs()
@@ -158,13 +178,22 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             workflows=build_registry(memory.checkpointer, crew=crew is not None),
             local=local,
             retrieval=retrieval,
-            retrieval_error=retrieval_error,
-            memory=memory,
             graph=graph,
-            graph_error=graph_error,
+            memory=memory,
             background=background,
             crew=crew,
         )
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _warm(crew: CrewRunner, retrieval: Opening[Retrieval]) -> None:
+    await retrieval.wait()
+    await crew.warm()
 
 
 def _log_warm_failure(task: asyncio.Task[None]) -> None:
@@ -172,20 +201,22 @@ def _log_warm_failure(task: asyncio.Task[None]) -> None:
         log.error("CrewAI could not be imported: %s", task.exception())
 
 
+async def _redis_url(settings: Settings, stack: AsyncExitStack) -> str:
+    """The configured Redis, or an embedded one started now (its failure fails start-up)."""
+    if settings.redis.url is not None:
+        return settings.redis.url
+    embedded = EmbeddedRedis(settings.server.data_dir / "redis", settings.redis.port)
+    stack.push_async_callback(embedded.stop)
+    await embedded.start()
+    return embedded.url
+
+
 async def _open_memory(
-    settings: Settings, stack: AsyncExitStack, embedder: Embedder | None
+    settings: Settings, stack: AsyncExitStack, url: str, embedder: Embedder | None
 ) -> Memory:
-    """Redis (the configured server, or an embedded one), the checkpointer and the long-term
-    store on it. An embedded Redis that fails to start fails start-up; a configured one that
-    cannot be reached leaves the service up, not ready, until it answers."""
+    """The checkpointer and the long-term store on Redis. A configured Redis that cannot be
+    reached leaves the service up, not ready, until it answers."""
     config = settings.redis
-    url = config.url
-    embedded: EmbeddedRedis | None = None
-    if url is None:
-        embedded = EmbeddedRedis(settings.server.data_dir / "redis", config.port)
-        stack.push_async_callback(embedded.stop)
-        await embedded.start()
-        url = embedded.url
     # Bounded socket waits: a Redis that stops answering must fail a turn, not hang it.
     redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     stack.push_async_callback(redis.aclose)
@@ -215,7 +246,6 @@ async def _open_memory(
         threads=ThreadRegistry(redis, thread_ttl),
         long_term=long_term,
         store=store,
-        embedded=embedded,
     )
     try:
         await memory.ensure_ready()
@@ -225,29 +255,27 @@ async def _open_memory(
 
 
 async def _open_graph(
-    settings: Settings, stack: AsyncExitStack
-) -> tuple[KnowledgeGraph | None, str | None]:
+    settings: Settings, llm: LLMPool, stack: AsyncExitStack, retrieval: Opening[Retrieval]
+) -> KnowledgeGraph:
     """The knowledge graph: the configured Neo4j, or the embedded harness when Java and Maven
-    are here; (None, why) when it is off."""
+    are here. Once it answers it is attached to the document store (when that opened)."""
     config = settings.graph
-    if not config.enabled:
-        return None, "disabled by configuration"
+    # The driver takes a third of a second to import: not on the event loop.
+    neo4j_graph = await asyncio.to_thread(importlib.import_module, "memory.neo4j_graph")
     url = config.url
     if url is None:
+        from memory.neo4j_server import EmbeddedNeo4j  # imported with the driver, just above
+
         embedded = EmbeddedNeo4j(settings.server.data_dir / "neo4j", config.port, config.heap_mb)
-        try:
-            await embedded.start(config.startup_timeout)
-        except SwitchboardError as exc:
-            log.error("knowledge graph is off: %s", exc.message)
-            return None, exc.message
         stack.push_async_callback(embedded.stop)
+        await embedded.start(config.startup_timeout)
         url = embedded.url
     auth = (
         (config.username, config.password.get_secret_value() if config.password else "")
         if config.username
         else None
     )
-    graph = Neo4jGraph(
+    graph: KnowledgeGraph = neo4j_graph.Neo4jGraph(
         url,
         auth=auth,
         database=config.database,
@@ -260,14 +288,20 @@ async def _open_graph(
     except SwitchboardError as exc:
         # Kept: queries fail (and degrade to vectors) until Neo4j answers.
         log.error("knowledge graph schema not set up: %s", exc.message)
-    return graph, None
+    documents = await retrieval.wait()
+    if documents is not None:
+        documents.attach_graph(graph, GraphStage(graph, llm, config))
+    log.info("knowledge graph is up at %s", url)
+    return graph
 
 
 async def _open_retrieval(
-    settings: Settings, llm: LLMPool, embedder: Embedder, graph: KnowledgeGraph | None
+    settings: Settings, embedder: Embedder, stack: AsyncExitStack
 ) -> Retrieval:
     config = settings.retrieval
-    store = QdrantStore(
+    # qdrant-client takes about a second to import: not on the event loop.
+    qdrant = await asyncio.to_thread(importlib.import_module, "memory.qdrant")
+    store: QdrantStore = qdrant.QdrantStore(
         collection=config.collection,
         url=config.qdrant_url,
         api_key=config.qdrant_api_key,
@@ -279,22 +313,29 @@ async def _open_retrieval(
         await store.close()
         raise
     stages: list[IngestStage] = [VectorStage(store, embedder, settings.embeddings.batch_size)]
-    if graph is not None:
-        stages.append(GraphStage(graph, llm, settings.graph))
-    return Retrieval(
+    retrieval = Retrieval(
         store=store,
         embedder=embedder,
         ingestor=Ingestor(store, config, stages),
-        retriever=Retriever(store, embedder, config, graph, settings.graph),
+        retriever=Retriever(store, embedder, config, None, settings.graph),
     )
+    stack.push_async_callback(retrieval.close)
+    log.info("document store is up")
+    return retrieval
 
 
-async def _open_embedder(settings: Settings, llm: LLMPool) -> Embedder:
-    if settings.embeddings.mode == "backend":
-        backend = BackendEmbedder(llm, settings.embeddings.batch_size)
-        await backend.probe()
-        return backend
-    from switchboard.local_embedder import LocalEmbedder  # onnxruntime: import only when used
+async def _open_embedder(settings: Settings, llm: LLMPool) -> tuple[Embedder | None, str | None]:
+    """The embedder, or (None, why): without one, retrieval is off and memories are recalled
+    without vectors."""
+    try:
+        if settings.embeddings.mode == "backend":
+            backend = BackendEmbedder(llm, settings.embeddings.batch_size)
+            await backend.probe()
+            return backend, None
+        from switchboard.local_embedder import LocalEmbedder  # onnxruntime: only when used
 
-    model = await asyncio.to_thread(LocalEmbedder, settings.embeddings.threads)
-    return ThreadedEmbedder(model, settings.embeddings.batch_size)
+        model = await asyncio.to_thread(LocalEmbedder, settings.embeddings.threads)
+    except SwitchboardError as exc:
+        log.error("retrieval is off and memories are recalled without vectors: %s", exc)
+        return None, exc.message
+    return ThreadedEmbedder(model, settings.embeddings.batch_size), None

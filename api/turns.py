@@ -78,6 +78,8 @@ async def prepare_turn(
     if owner.tenant != tenant:
         # Another tenant's thread: answered as if it did not exist, so ids do not leak.
         raise NotFound(f"thread {info.thread_id!r} not found", param="thread_id")
+    # Opened in the background at start-up: only the first turns wait for it (about a second).
+    retrieval = await services.retrieval.wait()
     context = RouterContext(
         llm=services.llm,
         router=settings.router,
@@ -86,7 +88,7 @@ async def prepare_turn(
         temperature=temperature,
         route=spec.route or options.route,
         allow_retry=allow_retry,
-        retriever=services.retrieval.retriever if services.retrieval else None,
+        retriever=retrieval.retriever if retrieval else None,
         tenant=tenant,
         context_tokens=settings.retrieval.context_tokens,
         user=options.user,

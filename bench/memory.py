@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from graphs.router import RouterContext, build_router_graph
-from memory.graph import ChunkGraph, Entity, Neo4jGraph, Relation, entity_key
+from memory.graph import ChunkGraph, Entity, Relation, entity_key
+from memory.neo4j_graph import Neo4jGraph
 from memory.neo4j_server import EmbeddedNeo4j
 from memory.redis_server import EmbeddedRedis
 from memory.threads import Checkpointer, ThreadRegistry

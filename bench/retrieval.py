@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from memory.documents import document_id
+from memory.qdrant import QdrantStore
 from memory.retrieval import Retriever
 from memory.sparse import encode_document
-from memory.store import ChunkRecord, QdrantStore, SearchFilter
+from memory.store import ChunkRecord, SearchFilter
 from switchboard.embeddings import ThreadedEmbedder
 from switchboard.local_embedder import LocalEmbedder
 from switchboard.settings import RetrievalSettings

@@ -16,8 +16,6 @@ from html.parser import HTMLParser
 from pathlib import PurePosixPath
 from typing import Final, Literal
 
-from pypdf import PdfReader
-
 from switchboard.errors import InvalidRequest
 
 Format = Literal["text", "markdown", "html", "pdf"]
@@ -462,6 +460,8 @@ def _pdf_paragraphs(text: str) -> list[str]:
 
 
 def _pdf(name: str, stem: str, data: bytes) -> ExtractedDocument:
+    from pypdf import PdfReader  # 50 ms to import: only when a PDF arrives, not at start-up
+
     try:
         reader = PdfReader(io.BytesIO(data))
         # pypdf has already tried the empty user password; this asks whether it worked.

@@ -101,6 +101,11 @@ class Ingestor:
         self._settings = settings
         self._stages = list(stages)
 
+    def add_stage(self, stage: IngestStage) -> None:
+        """A stage whose store opened after this pipeline was built (the knowledge graph); it
+        applies to documents run from now on."""
+        self._stages.append(stage)
+
     async def prepare_file(
         self,
         tenant: str,

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import uvicorn
 
 from api import create_app
@@ -23,10 +24,18 @@ def _free_port() -> int:
         return port
 
 
+def _starting(url: str) -> bool:
+    ready = httpx.get(f"{url}/readyz", timeout=10).json()
+    return any(ready[part]["status"] == "starting" for part in ("retrieval", "graph"))
+
+
 @contextmanager
-def running_service(settings: Settings, startup_timeout: float = 150.0) -> Iterator[str]:
+def running_service(
+    settings: Settings, startup_timeout: float = 150.0, settled: bool = True
+) -> Iterator[str]:
     """Serve `create_app(settings)` and yield its base URL; shut it down (lifespan included)
-    on exit."""
+    on exit. With `settled`, wait until the dependencies that open after start-up (document
+    store, knowledge graph) are up or off, so a test sees one state, not a race."""
     port = _free_port()
     config = uvicorn.Config(
         create_app(settings),
@@ -46,8 +55,13 @@ def running_service(settings: Settings, startup_timeout: float = 150.0) -> Itera
         if time.monotonic() > deadline:
             raise RuntimeError("the service did not start in time")
         time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        while settled and _starting(url):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the service's dependencies did not settle in time: {url}")
+            time.sleep(0.05)
+        yield url
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -45,10 +45,12 @@ class IngestionFailed(SwitchboardError):
     code = "ingestion_failed"
 
 
-def _retrieval(services: Services) -> Retrieval:
-    if services.retrieval is None:
-        raise IngestionFailed(f"document storage is unavailable: {services.retrieval_error}")
-    return services.retrieval
+async def _retrieval(services: Services, writing: bool = True) -> Retrieval:
+    """The document store; for writing (or deleting), once the knowledge graph has opened too."""
+    retrieval = await (services.documents() if writing else services.retrieval.wait())
+    if retrieval is None:
+        raise IngestionFailed(f"document storage is unavailable: {services.retrieval.error}")
+    return retrieval
 
 
 @router.post(
@@ -75,7 +77,7 @@ def _retrieval(services: Services) -> Retrieval:
     },
 )
 async def upload(request: Request, services: ServicesDep, tenant: TenantDep) -> JSONResponse:
-    retrieval = _retrieval(services)
+    retrieval = await _retrieval(services)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         return await _upload_text(request, retrieval, tenant)
@@ -199,7 +201,8 @@ def _metadata(raw: object) -> dict[str, MetadataValue]:
 
 @router.get("/documents")
 async def list_documents(services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
-    records = await _retrieval(services).store.list_documents(tenant)
+    retrieval = await _retrieval(services, writing=False)
+    records = await retrieval.store.list_documents(tenant)
     return {"documents": [r.public() for r in records]}
 
 
@@ -207,7 +210,8 @@ async def list_documents(services: ServicesDep, tenant: TenantDep) -> dict[str, 
 async def get_document(
     document_id: str, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:
-    record = await _retrieval(services).store.get_document(tenant, document_id)
+    retrieval = await _retrieval(services, writing=False)
+    record = await retrieval.store.get_document(tenant, document_id)
     if record is None:
         raise NotFound(f"no document {document_id!r}")
     return record.public()
@@ -217,7 +221,7 @@ async def get_document(
 async def delete_document(
     document_id: str, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:
-    retrieval = _retrieval(services)
+    retrieval = await _retrieval(services)
     if await retrieval.store.get_document(tenant, document_id) is None:
         raise NotFound(f"no document {document_id!r}")
     return {"id": document_id, "deleted": await retrieval.ingestor.delete(tenant, document_id)}

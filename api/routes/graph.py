@@ -7,15 +7,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from api.deps import ServicesDep, TenantDep
+from api.services import Services
 from memory.graph import GraphUnavailable, KnowledgeGraph
 from switchboard.errors import NotFound
 
 router = APIRouter(prefix="/graph", tags=["graph"])
 
 
-def _graph(graph: KnowledgeGraph | None, reason: str | None) -> KnowledgeGraph:
+def _graph(services: Services) -> KnowledgeGraph:
+    """The graph if it is up now: look-ups do not wait for it to start (503, try again)."""
+    graph = services.graph.current
     if graph is None:
-        raise GraphUnavailable(f"the knowledge graph is off: {reason}")
+        if services.graph.state == "starting":
+            raise GraphUnavailable("the knowledge graph is starting; try again shortly")
+        raise GraphUnavailable(f"the knowledge graph is off: {services.graph.error}")
     return graph
 
 
@@ -27,7 +32,7 @@ async def search_entities(
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> dict[str, Any]:
     """Entities whose names match `q` (full-text), best first."""
-    graph = _graph(services.graph, services.graph_error)
+    graph = _graph(services)
     found = await graph.search_entities(tenant, q, limit)
     return {"entities": [e.public() for e in found]}
 
@@ -41,7 +46,7 @@ async def entity_neighbourhood(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """The entity, its relations up to `hops` away, and the chunks that mention what they reach."""
-    graph = _graph(services.graph, services.graph_error)
+    graph = _graph(services)
     hood = await graph.neighbourhood(tenant, entity_id, hops, limit)
     if hood is None:
         raise NotFound(f"entity {entity_id!r} not found")

@@ -14,6 +14,7 @@ from api.deps import ServicesDep
 from api.services import Services
 from switchboard.errors import SwitchboardError
 from switchboard.llm import Backend, CircuitState
+from switchboard.opening import Opening
 from switchboard.settings import Role
 
 router = APIRouter(tags=["operations"])
@@ -44,20 +45,21 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         state["status"] == "up" and b.config.model_for(Role.GENERATOR) is not None
         for b, state in zip(backends, states, strict=True)
     )
-    retrieval = (
+    retrieval = services.retrieval.current
+    retrieval_state = (
         {
             "status": "up",
-            "store": "qdrant-local" if services.retrieval.store.local else "qdrant",
-            "embedder": services.retrieval.embedder.model_id,
+            "store": "qdrant-local" if retrieval.store.local else "qdrant",
+            "embedder": retrieval.embedder.model_id,
         }
-        if services.retrieval is not None
-        else {"status": "down", "error": services.retrieval_error}
+        if retrieval is not None
+        else _not_open(services.retrieval)
     )
     body: dict[str, Any] = {
         "status": "ready" if ready else "not_ready",
         "backends": report,
         "redis": redis,
-        "retrieval": retrieval,
+        "retrieval": retrieval_state,
         "graph": await _graph(services),
     }
     return JSONResponse(body, status_code=200 if ready else 503)
@@ -74,14 +76,22 @@ async def _ping(redis: Redis) -> dict[str, Any]:
 
 async def _graph(services: Services) -> dict[str, Any]:
     """The knowledge graph is optional: down or off is reported, not a reason to be unready."""
-    if services.graph is None:
-        return {"status": "off", "reason": services.graph_error}
+    graph = services.graph.current
+    if graph is None:
+        return _not_open(services.graph)
     try:
         async with asyncio.timeout(_PROBE_TIMEOUT):
-            await services.graph.ping()
+            await graph.ping()
     except (SwitchboardError, TimeoutError) as exc:
         return {"status": "down", "error": str(exc)}
     return {"status": "up"}
+
+
+def _not_open(opening: Opening[Any]) -> dict[str, Any]:
+    """A dependency that opens after start-up and is not up: still `starting`, or `off`."""
+    if opening.state == "starting":
+        return {"status": "starting"}
+    return {"status": "off", "error": opening.error}
 
 
 async def _probe(backend: Backend) -> dict[str, Any]:

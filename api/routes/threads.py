@@ -30,8 +30,8 @@ class HistoryQuery(BaseModel):
     limit: int = Field(default=10, ge=1, le=1000)
 
 
-def _forgetter(services: Services) -> Forgetter:
-    retrieval = services.retrieval
+async def _forgetter(services: Services) -> Forgetter:
+    retrieval = await services.documents()
     return Forgetter(
         checkpointer=services.memory.checkpointer,
         threads=services.memory.threads,
@@ -136,7 +136,8 @@ async def delete_thread(
     """Forget the thread: its checkpoints and the memories learnt in it."""
     owner = await _owned(services, tenant, thread_id)
     await services.background.wait_for(tenant, thread_id=thread_id)  # memories being written
-    return {"thread_id": thread_id, "deleted": await _forgetter(services).thread(owner)}
+    forgetter = await _forgetter(services)
+    return {"thread_id": thread_id, "deleted": await forgetter.thread(owner)}
 
 
 @router.get("/users/{user}/memories")
@@ -153,4 +154,5 @@ async def forget_user(user: UserId, services: ServicesDep, tenant: TenantDep) ->
     """Forget the user: their threads, memories and uploaded documents (vectors and graph)."""
     await services.memory.ensure_ready()
     await services.background.wait_for(tenant, user=user)  # memories being written
-    return {"user": user, "deleted": await _forgetter(services).user(tenant, user)}
+    forgetter = await _forgetter(services)
+    return {"user": user, "deleted": await forgetter.user(tenant, user)}

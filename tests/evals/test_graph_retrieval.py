@@ -22,11 +22,13 @@ from typing import Any
 
 import pytest
 
-from memory.graph import Neo4jGraph, normalise
+from memory.graph import normalise
 from memory.graph_extract import GraphStage
 from memory.ingest import Ingestor, VectorStage
+from memory.neo4j_graph import Neo4jGraph
+from memory.qdrant import QdrantStore
 from memory.retrieval import Retriever, Source
-from memory.store import QdrantStore, SearchFilter
+from memory.store import SearchFilter
 from switchboard.embeddings import ThreadedEmbedder
 from switchboard.llm import Completion, Message, Usage
 from switchboard.local_embedder import LocalEmbedder

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from memory.ingest import Ingestor, VectorStage
+from memory.qdrant import QdrantStore
 from memory.retrieval import Retriever
-from memory.store import QdrantStore, SearchFilter
+from memory.store import SearchFilter
 from switchboard.embeddings import ThreadedEmbedder
 from switchboard.local_embedder import LocalEmbedder
 from switchboard.settings import RetrievalSettings

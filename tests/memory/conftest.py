@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from memory.store import QdrantStore
+from memory.qdrant import QdrantStore
 from switchboard.embeddings import BackendEmbedder
 from switchboard.llm import LLMPool
 from switchboard.settings import Settings

@@ -13,8 +13,8 @@ import pytest
 
 from memory.chunking import Chunk
 from memory.documents import DocumentRecord
-from memory.graph import Neo4jGraph
 from memory.graph_extract import GraphStage
+from memory.neo4j_graph import Neo4jGraph
 from switchboard.settings import GraphSettings
 from tests.backends import Reply, ScriptedBackend
 from tests.memory.conftest import Parts

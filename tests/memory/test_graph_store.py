@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from memory.graph import ChunkGraph, Entity, GraphUnavailable, Neo4jGraph, Relation, entity_key
+from memory.graph import ChunkGraph, Entity, GraphUnavailable, Relation, entity_key
+from memory.neo4j_graph import Neo4jGraph
 from memory.neo4j_server import EmbeddedNeo4j, harness_classpath
 from switchboard.processes import free_port
 

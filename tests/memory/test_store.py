@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from memory.documents import DocumentRecord, DocumentStatus, document_id
+from memory.qdrant import QdrantStore
 from memory.sparse import encode_document, encode_query
-from memory.store import ChunkRecord, QdrantStore, SearchFilter
+from memory.store import ChunkRecord, SearchFilter
 from switchboard.errors import SwitchboardError
 
 

@@ -241,7 +241,7 @@ def test_store_unavailable_at_start_up_turns_rag_off(backend: ScriptedBackend) -
     )
     with running_service(settings) as url:
         ready = httpx.get(f"{url}/readyz").json()
-        assert ready["retrieval"]["status"] == "down"
+        assert ready["retrieval"]["status"] == "off"
         assert "Qdrant is unavailable" in ready["retrieval"]["error"]
         assert _upload(url, [("cars.md", MARKDOWN)]).status_code == 503
         backend.set_default(Reply(text='{"route": "rag"}'), model="router")

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from memory.graph import Neo4jGraph
+from memory.neo4j_graph import Neo4jGraph
 from memory.neo4j_server import EmbeddedNeo4j
 from tests.backends import Reply, ScriptedBackend
 from tests.conftest import backend_entry, make_settings
