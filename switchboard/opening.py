@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable
 from typing import Generic, Literal, TypeVar
 
+from switchboard.errors import SwitchboardError
+
 T = TypeVar("T")
 
 State = Literal["starting", "up", "off"]
@@ -75,9 +77,11 @@ class Opening(Generic[T]):
         except asyncio.CancelledError:
             self.fail("the service stopped while it was starting")
             raise
-        except Exception as exc:
-            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            log.error("%s is off: %s", self.name, message)
-            self.fail(message)
+        except SwitchboardError as exc:
+            log.error("%s is off: %s", self.name, exc.message)
+            self.fail(exc.message)
+        except Exception as exc:  # a bug, not a store that is down: logged with its traceback
+            log.exception("%s is off", self.name)
+            self.fail(f"{type(exc).__name__}: {exc}")
         else:
             self.open(value)

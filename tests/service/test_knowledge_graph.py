@@ -48,12 +48,14 @@ SPECIAL_GRAPH = {
 }
 
 
-def _upload(url: str, tenant: str, text: str, title: str, user: str) -> dict[str, Any]:
+def _upload(
+    url: str, tenant: str, text: str, title: str, user: str, timeout: float = 30
+) -> dict[str, Any]:
     response = httpx.post(
         f"{url}/documents",
         json={"text": text, "title": title, "user": user},
         headers={"X-Switchboard-Tenant": tenant},
-        timeout=30,
+        timeout=timeout,
     )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
@@ -159,3 +161,28 @@ async def test_neo4j_stopped_retrieval_goes_on_from_qdrant_with_a_warning(
             assert ready["graph"]["status"] == "down"
     finally:
         await neo4j.stop()
+
+
+def test_the_embedded_graph_opens_after_start_up(backend: ScriptedBackend, redis_url: str) -> None:
+    """The service is ready before its embedded Neo4j is: `/readyz` is 200 with the graph
+    `starting`, a look-up is refused with that reason, and an upload made meanwhile waits for the
+    graph, so its entities land in it."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    headers = {"X-Switchboard-Tenant": tenant}
+    settings = make_settings(
+        backend_entry("p", backend), graph={"enabled": True}, redis={"url": redis_url}
+    )
+    with running_service(settings, settled=False) as url:
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["graph"] == {"status": "starting"}
+        refused = httpx.get(f"{url}/graph/entities", params={"q": "with"}, headers=headers)
+        assert refused.status_code == 503
+        assert "starting" in refused.json()["error"]["message"]
+        backend.enqueue(Reply(text=json.dumps(WITH_GRAPH)), model="extractor")
+        _upload(url, tenant, WITH_TEXT, "The with statement", "ada", timeout=150)
+        assert httpx.get(f"{url}/readyz").json()["graph"]["status"] == "up"
+        found = httpx.get(
+            f"{url}/graph/entities", params={"q": "with statement"}, headers=headers
+        ).json()["entities"]
+        assert "with statement" in [e["name"] for e in found]
