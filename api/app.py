@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import BodySizeLimit, install_error_handlers
-from api.routes import documents, graph, health, native, openai, threads
+from api.routes import assistants, documents, graph, health, native, openai, runs, threads
 from api.services import open_services
+from api.workers import worker_running
 from switchboard.settings import Settings, load_settings
 
 
@@ -18,7 +19,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings) as services:
+        async with open_services(settings) as services, worker_running(services):
             app.state.services = services
             yield
 
@@ -33,6 +34,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(native.router)
     app.include_router(documents.router)
     app.include_router(threads.router)
+    app.include_router(assistants.router)
+    app.include_router(runs.router)
     app.include_router(graph.router)
     app.include_router(health.router)
     uploads = settings.retrieval

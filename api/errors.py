@@ -1,4 +1,6 @@
-"""Every error the API returns, in the OpenAI error envelope, and the body-size guard."""
+"""Every error the API returns — in the OpenAI error envelope, or, under the LangGraph Server
+paths (`/assistants`, `/threads`, `/runs`), in that protocol's `{"detail": ...}` with 422 for
+invalid fields — and the body-size guard. A 503 says when to try again (`Retry-After`)."""
 
 from __future__ import annotations
 
@@ -16,22 +18,35 @@ from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge, Switch
 log = logging.getLogger(__name__)
 
 
-def error_response(exc: SwitchboardError) -> JSONResponse:
-    return JSONResponse(exc.envelope(), status_code=exc.status)
+_PROTOCOL_PATHS = ("/assistants", "/threads", "/runs")
+RETRY_AFTER_S = 1
+
+
+def error_response(exc: SwitchboardError, path: str = "") -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+    if path.startswith(_PROTOCOL_PATHS):
+        body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
+        if exc.param:
+            body["param"] = exc.param
+        return JSONResponse(body, status_code=exc.status, headers=headers)
+    return JSONResponse(exc.envelope(), status_code=exc.status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Map every failure to the OpenAI envelope: 4xx for the client's mistakes, never a 500."""
 
-    async def on_switchboard(_: Request, exc: Exception) -> JSONResponse:
+    async def on_switchboard(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SwitchboardError)
-        return error_response(exc)
+        return error_response(exc, request.url.path)
 
-    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(_from_validation(exc))
+        invalid = _from_validation(exc)
+        if request.url.path.startswith(_PROTOCOL_PATHS):
+            invalid.status = 422  # LangGraph's server: an invalid field is unprocessable
+        return error_response(invalid, request.url.path)
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         mapped: SwitchboardError
         if exc.status_code == 404:
@@ -39,7 +54,7 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             mapped = InvalidRequest(str(exc.detail))
             mapped.status = exc.status_code
-        return error_response(mapped)
+        return error_response(mapped, request.url.path)
 
     app.add_exception_handler(SwitchboardError, on_switchboard)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -27,6 +27,7 @@ from switchboard.errors import SwitchboardError
 from switchboard.llm import LLMPool
 from switchboard.llm.local import LocalLlamaServer
 from switchboard.opening import Opening
+from switchboard.runs import RunStore
 from switchboard.settings import Settings
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class Services:
     retrieval: Opening[Retrieval]
     graph: Opening[KnowledgeGraph]
     memory: Memory
+    runs: RunStore  # runs, their events and the queue workers read
     background: BackgroundJobs  # what follows turns (remembering), waited for at shutdown
     crew: CrewRunner | None  # None: the crew route and workflow are off
 
@@ -180,6 +182,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             retrieval=retrieval,
             graph=graph,
             memory=memory,
+            runs=RunStore(memory.redis, settings.runtime),
             background=background,
             crew=crew,
         )

@@ -5,25 +5,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from api.schemas import ChatMessageIn, SwitchboardOptions
 from api.services import Services
-from graphs import RouterContext, WorkflowSpec
+from api.streams import RunEvents
 from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge
-from switchboard.runtime import RunInfo, RunStream, new_run, start_run
+from switchboard.runs import RunRecord, new_run_id
 
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    spec: WorkflowSpec
-    info: RunInfo
-    input: dict[str, Any]
-    context: RouterContext
-    durability: str
+    record: RunRecord
 
-    def start(self) -> RunStream:
-        return start_run(self.spec.graph, self.info, self.input, self.context, self.durability)
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def thread_id(self) -> str:
+        return self.record.thread_id
+
+    async def start(self, services: Services) -> RunEvents:
+        """Queue the run for a worker and follow its events; closing them cancels the run
+        (a chat client that goes away does not want the rest)."""
+        await services.runs.create(self.record)
+        return RunEvents(services.runs, self.record.run_id, cancel_on_close=True)
 
 
 async def prepare_turn(
@@ -68,40 +74,28 @@ async def prepare_turn(
         raise InvalidRequest(
             f"max_tokens is {max_tokens}; at most {limits.max_tokens}", param="max_tokens"
         )
-    quality = settings.quality
-    if options.quality_check is not None:
-        quality = quality.model_copy(update={"enabled": options.quality_check})
-    info = new_run(spec.name, options.thread_id)
+    thread_id = options.thread_id or new_run_id()
     memory = services.memory
     await memory.ensure_ready()
-    owner = await memory.threads.claim(info.thread_id, tenant, options.user, spec.name)
+    owner = await memory.threads.claim(thread_id, tenant, options.user, spec.name)
     if owner.tenant != tenant:
         # Another tenant's thread: answered as if it did not exist, so ids do not leak.
-        raise NotFound(f"thread {info.thread_id!r} not found", param="thread_id")
-    # Opened in the background at start-up: only the first turns wait for it (about a second).
-    retrieval = await services.retrieval.wait()
-    context = RouterContext(
-        llm=services.llm,
-        router=settings.router,
-        quality=quality,
-        max_tokens=max_tokens or settings.router.max_tokens,
-        temperature=temperature,
-        route=spec.route or options.route,
-        allow_retry=allow_retry,
-        retriever=retrieval.retriever if retrieval else None,
-        tenant=tenant,
-        context_tokens=settings.retrieval.context_tokens,
-        user=options.user,
-        thread_id=info.thread_id,
-        memory=services.memory.long_term,
-        memory_settings=settings.memory,
-        background=services.background,
-        crew=services.crew,
-    )
+        raise NotFound(f"thread {thread_id!r} not found", param="thread_id")
     return Turn(
-        spec=spec,
-        info=info,
-        input={"messages": converted},
-        context=context,
-        durability=settings.redis.durability,
+        RunRecord(
+            run_id=new_run_id(),
+            thread_id=thread_id,
+            assistant_id=spec.name,
+            tenant=tenant,
+            kind="chat",
+            input={"messages": converted},
+            options={
+                "route": options.route,
+                "quality_check": options.quality_check,
+                "user": options.user,
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                "allow_retry": allow_retry,
+            },
+        )
     )

@@ -20,7 +20,7 @@ import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, NotRequired, TypedDict, cast, get_args
+from typing import Annotated, Any, Literal, NotRequired, cast, get_args
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
@@ -28,6 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field, ValidationError
+from typing_extensions import TypedDict  # pydantic reads it (assistant schemas) on 3.11
 
 from agents.crew import CrewRunner
 from graphs import prompts

@@ -8,9 +8,10 @@ with the thread.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -130,6 +131,7 @@ class ThreadOwner:
     user: str | None
     workflow: str
     created_at: float
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class ThreadRegistry:
@@ -144,6 +146,45 @@ class ThreadRegistry:
     @staticmethod
     def _user_key(tenant: str, user: str) -> str:
         return f"switchboard:user-threads:{tenant}:{user}"
+
+    @staticmethod
+    def _tenant_key(tenant: str) -> str:
+        return f"switchboard:tenant-threads:{tenant}"
+
+    async def create(
+        self, thread_id: str, tenant: str, metadata: dict[str, Any]
+    ) -> tuple[ThreadOwner, bool]:
+        """A thread made through the LangGraph API (no turn yet); (owner, whether it is new)."""
+        key = self._key(thread_id)
+        try:
+            created = await self._redis.hsetnx(key, "tenant", tenant)
+            if created:
+                fields: dict[Any, Any] = {
+                    "created_at": str(time.time()),
+                    "metadata": json.dumps(metadata),
+                }
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(key, mapping=fields)
+                    if self._ttl:
+                        pipe.expire(key, self._ttl)
+                    pipe.zadd(self._tenant_key(tenant), {thread_id: time.time()})
+                    await pipe.execute()
+            raw = await self._redis.hgetall(key)
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
+        return _owner(thread_id, raw), bool(created)
+
+    async def search(self, tenant: str) -> list[ThreadOwner]:
+        """The tenant's threads, newest first (those that have not expired)."""
+        try:
+            ids = [_text(i) for i in await self._redis.zrevrange(self._tenant_key(tenant), 0, -1)]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for thread_id in ids:
+                    pipe.hgetall(self._key(thread_id))
+                raws = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
+        return [_owner(t, raw) for t, raw in zip(ids, raws, strict=True) if raw]
 
     async def get(self, thread_id: str) -> ThreadOwner | None:
         try:
@@ -171,6 +212,7 @@ class ThreadRegistry:
                     pipe.hsetnx(key, name, value)
                 if self._ttl:
                     pipe.expire(key, self._ttl)
+                pipe.zadd(self._tenant_key(tenant), {thread_id: time.time()}, nx=True)
                 pipe.hgetall(key)
                 replies = await pipe.execute()
             owner = _owner(thread_id, replies[-1])
@@ -196,6 +238,7 @@ class ThreadRegistry:
     async def remove(self, owner: ThreadOwner) -> None:
         try:
             await self._redis.delete(self._key(owner.thread_id))
+            await self._redis.zrem(self._tenant_key(owner.tenant), owner.thread_id)
             if owner.user:
                 await self._redis.srem(self._user_key(owner.tenant, owner.user), owner.thread_id)
         except REDIS_ERRORS as exc:
@@ -210,10 +253,11 @@ def _owner(thread_id: str, raw: dict[Any, Any]) -> ThreadOwner:
         user=fields.get("user") or None,
         workflow=fields.get("workflow", ""),
         created_at=float(fields.get("created_at", 0)),
+        metadata=json.loads(fields.get("metadata", "{}")),
     )
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 

@@ -1,9 +1,10 @@
-"""The `switchboard` command: `serve` runs the service, `chat` streams a turn to the terminal,
-`ingest` uploads documents."""
+"""The `switchboard` command: `serve` runs the service, `worker` executes queued runs, `chat`
+streams a turn to the terminal, `ingest` uploads documents."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from switchboard.settings import SettingsError, load_settings
+from switchboard.settings import Settings, SettingsError, load_settings
 
 # A string, not an import: the CLI sits below the API in the layering.
 _APP_FACTORY = "api.app:app_from_environment"
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the API (and the bundled model if needed)")
     serve.add_argument("--host", help="override SWITCHBOARD_SERVER__HOST")
     serve.add_argument("--port", type=int, help="override SWITCHBOARD_SERVER__PORT")
+
+    commands.add_parser("worker", help="execute queued runs (the API can then run without one)")
 
     chat = commands.add_parser("chat", help="send one message and stream the answer")
     chat.add_argument("message")
@@ -48,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             args.port or settings.server.port,
             settings.server.log_level,
         )
+    if args.command == "worker":
+        return _worker(settings)
     url = args.url or f"http://{settings.server.host}:{settings.server.port}"
     if args.command == "ingest":
         return _ingest(url, args.paths, args.tenant)
@@ -61,6 +66,21 @@ def _serve(host: str, port: int, log_level: str) -> int:
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     uvicorn.run(_APP_FACTORY, factory=True, host=host, port=port, log_level=log_level)
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    import asyncio
+    import importlib
+
+    logging.basicConfig(
+        level=settings.server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Imported by name, as the app is: the CLI sits below the API in the layering.
+    workers = importlib.import_module("api.workers")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(workers.run_worker_process(settings))
     return 0
 
 

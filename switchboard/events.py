@@ -32,7 +32,7 @@ class Event:
     kind: EventKind
     data: dict[str, Any]
 
-    def sse(self, event_id: int) -> bytes:
+    def sse(self, event_id: int | str) -> bytes:
         """This event as one Server-Sent Events frame."""
         payload = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
         return f"id: {event_id}\nevent: {self.kind.value}\ndata: {payload}\n\n".encode()

@@ -204,6 +204,40 @@ class RedisSettings(BaseModel):
     )
 
 
+class RuntimeSettings(BaseModel):
+    """Runs: a durable queue in Redis Streams, executed by workers; each run's events kept in a
+    Redis Stream of its own, so any API replica can serve (and resume) any run."""
+
+    worker: bool = Field(
+        default=True,
+        description="Run a worker inside `switchboard serve`; off when `switchboard worker` "
+        "processes do the work.",
+    )
+    concurrency: int = Field(
+        default=32, ge=1, le=1024, description="Runs one worker executes at once."
+    )
+    max_queued: int = Field(
+        default=10000, ge=1, description="Runs waiting or running; more are refused with 503."
+    )
+    lease_ms: int = Field(
+        default=10000,
+        ge=500,
+        description="A worker that has not renewed a run's lease this long is taken for dead; "
+        "another worker reclaims the run and resumes it from its last checkpoint.",
+    )
+    run_timeout_s: float = Field(default=600, gt=0, description="A run's time budget.")
+    events_max_len: int = Field(
+        default=100000, ge=100, description="Events kept per run (oldest trimmed beyond)."
+    )
+    retention_minutes: int = Field(
+        default=1440, ge=1, description="Finished runs and their events are kept this long."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Key for the HMAC-SHA256 signature of webhook calls."
+    )
+    webhook_attempts: int = Field(default=4, ge=1, le=10)
+
+
 class MemorySettings(BaseModel):
     """Long-term memory: short facts about a user, recalled in any of their threads."""
 
@@ -274,6 +308,7 @@ class Settings(BaseSettings):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
     crew: CrewSettings = Field(default_factory=CrewSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 
     @property
     def wants_local_backend(self) -> bool:

@@ -11,8 +11,8 @@ from fastapi.responses import StreamingResponse
 from api.deps import ServicesDep, TenantDep
 from api.schemas import NativeRunRequest
 from api.sse import sse_response
+from api.streams import RunEvents
 from api.turns import prepare_turn
-from switchboard.runtime import RunStream
 
 router = APIRouter(prefix="/v1", tags=["native"])
 
@@ -35,15 +35,13 @@ async def chat_stream(
         temperature=body.temperature,
         allow_retry=True,
     )
-    headers = {"X-Run-Id": turn.info.run_id, "X-Thread-Id": turn.info.thread_id}
-    return sse_response(_frames(turn.start()), headers)
+    headers = {"X-Run-Id": turn.run_id, "X-Thread-Id": turn.thread_id}
+    return sse_response(_frames(await turn.start(services)), headers)
 
 
-async def _frames(run: RunStream) -> AsyncIterator[bytes]:
+async def _frames(run: RunEvents) -> AsyncIterator[bytes]:
     try:
-        event_id = 0
-        async for event in run:
-            event_id += 1
+        async for event_id, event in run.native():
             yield event.sse(event_id)
     finally:
         run.close()

@@ -19,9 +19,9 @@ from fastapi.responses import JSONResponse, Response
 from api.deps import ServicesDep, TenantDep
 from api.schemas import ChatCompletionRequest
 from api.sse import sse_response
+from api.streams import RunEvents
 from api.turns import Turn, prepare_turn
 from switchboard.events import Event, EventKind
-from switchboard.runtime import RunStream
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -55,34 +55,42 @@ async def chat_completions(
         # Streamed tokens cannot be taken back, so a streamed turn is graded but not retried.
         allow_retry=not body.stream,
     )
-    headers = {"X-Run-Id": turn.info.run_id, "X-Thread-Id": turn.info.thread_id}
+    headers = {"X-Run-Id": turn.run_id, "X-Thread-Id": turn.thread_id}
+    run = await turn.start(services)
     if not body.stream:
-        return await _complete(turn, body.model, headers)
+        return await _complete(turn, run, body.model, headers)
     include_usage = body.stream_options is not None and body.stream_options.include_usage
-    run = turn.start()
+    events = run.native()
     held: list[Event] = []
-    async for event in run:
-        if event.kind is EventKind.ERROR:
-            run.close()
-            return _error_response(event, headers)
-        held.append(event)
-        if event.kind in (EventKind.TOKEN, EventKind.END):
-            break
-    encoder = _ChunkEncoder(turn.info.run_id, body.model, include_usage)
-    return sse_response(_chunks(encoder, held, run), headers)
+    try:
+        async for _, event in events:
+            if event.kind is EventKind.ERROR:
+                run.close()
+                return _error_response(event, headers)
+            held.append(event)
+            if event.kind in (EventKind.TOKEN, EventKind.END):
+                break
+    except BaseException:
+        run.close()
+        raise
+    encoder = _ChunkEncoder(turn.run_id, body.model, include_usage)
+    return sse_response(_chunks(encoder, held, events, run), headers)
 
 
-async def _complete(turn: Turn, model: str, headers: dict[str, str]) -> Response:
+async def _complete(turn: Turn, run: RunEvents, model: str, headers: dict[str, str]) -> Response:
     output: dict[str, Any] = {}
-    async for event in turn.start():
-        if event.kind is EventKind.ERROR:
-            return _error_response(event, headers)
-        if event.kind is EventKind.END:
-            output = event.data["output"]
+    try:
+        async for _, event in run.native():
+            if event.kind is EventKind.ERROR:
+                return _error_response(event, headers)
+            if event.kind is EventKind.END:
+                output = event.data["output"]
+    finally:
+        run.close()
     usage = output.get("usage", {})
     return JSONResponse(
         {
-            "id": f"chatcmpl-{turn.info.run_id}",
+            "id": f"chatcmpl-{turn.run_id}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
@@ -153,7 +161,10 @@ _OPEN_TAIL = b',"logprobs":null,"finish_reason":null}]}\n\n'
 
 
 async def _chunks(
-    encoder: _ChunkEncoder, held: list[Event], run: RunStream
+    encoder: _ChunkEncoder,
+    held: list[Event],
+    events: AsyncIterator[tuple[str, Event]],
+    run: RunEvents,
 ) -> AsyncIterator[bytes]:
     yield encoder.opening()
     try:
@@ -161,7 +172,7 @@ async def _chunks(
             frame = encoder.encode(event)
             if frame:
                 yield frame
-        async for event in run:
+        async for _, event in events:
             frame = encoder.encode(event)
             if frame:
                 yield frame

@@ -6,6 +6,7 @@ Another tenant's thread is a 404, as is a thread that does not exist.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -13,10 +14,19 @@ from langgraph.types import StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ServicesDep, TenantDep
+from api.langgraph_schemas import ThreadCreate, ThreadSearch
 from api.services import Services
 from memory.forget import Forgetter
 from memory.threads import ThreadOwner
-from switchboard.errors import NotFound
+from switchboard.errors import NotFound, SwitchboardError
+from switchboard.runs import new_run_id
+
+
+class ThreadExists(SwitchboardError):
+    status = 409
+    type = "invalid_request_error"
+    code = "thread_exists"
+
 
 router = APIRouter(tags=["threads"])
 
@@ -38,6 +48,7 @@ async def _forgetter(services: Services) -> Forgetter:
         long_term=services.memory.long_term,
         store=retrieval.store if retrieval else None,
         ingestor=retrieval.ingestor if retrieval else None,
+        runs=services.runs,
     )
 
 
@@ -76,19 +87,89 @@ def _snapshot(snapshot: StateSnapshot) -> dict[str, Any]:
             else None
         ),
         "tasks": [],
+        "interrupts": [],
+        "checkpoint_id": configurable.get("checkpoint_id"),
+        "parent_checkpoint_id": parent.get("checkpoint_id") if parent else None,
     }
+
+
+@router.post("/threads")
+async def create_thread(
+    body: ThreadCreate, services: ServicesDep, tenant: TenantDep
+) -> dict[str, Any]:
+    """A new thread (LangGraph's `threads.create`); an id already taken is 409 unless
+    `if_exists` is `do_nothing`, which returns the existing thread."""
+    await services.memory.ensure_ready()
+    thread_id = body.thread_id or new_run_id()
+    owner, created = await services.memory.threads.create(thread_id, tenant, body.metadata)
+    if owner.tenant != tenant or (not created and body.if_exists == "raise"):
+        raise ThreadExists(f"thread {thread_id!r} already exists", param="thread_id")
+    return await _thread(services, owner)
+
+
+@router.post("/threads/search")
+async def search_threads(
+    body: ThreadSearch, services: ServicesDep, tenant: TenantDep
+) -> list[dict[str, Any]]:
+    """The tenant's threads, newest first, filtered by ids, metadata and status."""
+    await services.memory.ensure_ready()
+    found = []
+    for owner in await services.memory.threads.search(tenant):
+        if body.ids is not None and owner.thread_id not in body.ids:
+            continue
+        if any(owner.metadata.get(k) != v for k, v in (body.metadata or {}).items()):
+            continue
+        thread = await _thread(services, owner)
+        if body.status is None or thread["status"] == body.status:
+            found.append(thread)
+    return found[body.offset : body.offset + body.limit]
 
 
 @router.get("/threads/{thread_id}")
 async def get_thread(
     thread_id: ThreadId, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:
-    owner = await _owned(services, tenant, thread_id)
+    return await _thread(services, await _owned(services, tenant, thread_id))
+
+
+async def _thread(services: Services, owner: ThreadOwner) -> dict[str, Any]:
+    """A thread as LangGraph's server shows it: busy while a run is pending or running; then
+    error if its last run failed, interrupted if its state has nodes to go, else idle."""
+    graph = _graph(services, owner)
+    snapshot = await graph.aget_state(_config(owner.thread_id))
+    runs = await services.runs.list_runs(owner.thread_id, limit=1)
+    if await services.runs.active(owner.thread_id):
+        status = "busy"
+    elif runs and runs[0].status == "error":
+        status = "error"
+    elif snapshot.next:
+        status = "interrupted"
+    else:
+        status = "idle"
+    created = _iso(owner.created_at)
+    updated = snapshot.created_at or created
     return {
         "thread_id": owner.thread_id,
-        "created_at": owner.created_at,
-        "metadata": {"user": owner.user, "workflow": owner.workflow},
+        "created_at": created,
+        "updated_at": updated,
+        "state_updated_at": updated,
+        "metadata": {**owner.metadata, "user": owner.user, "graph_id": owner.workflow or None},
+        "status": status,
+        "config": {},
+        "values": snapshot.values or None,
+        "interrupts": {},
     }
+
+
+def _graph(services: Services, owner: ThreadOwner) -> Any:
+    # Every workflow runs the same graph over the same checkpointer; a thread made through the
+    # LangGraph API has no workflow until its first run.
+    spec = services.workflows.get(owner.workflow) or next(iter(services.workflows.values()))
+    return spec.graph
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
 @router.get("/threads/{thread_id}/state")
@@ -97,8 +178,7 @@ async def thread_state(
 ) -> dict[str, Any]:
     """The thread's latest state: its messages and the last turn's outputs."""
     owner = await _owned(services, tenant, thread_id)
-    graph = services.workflows[owner.workflow].graph
-    return _snapshot(await graph.aget_state(_config(thread_id)))  # type: ignore[arg-type]
+    return _snapshot(await _graph(services, owner).aget_state(_config(thread_id)))
 
 
 @router.get("/threads/{thread_id}/history")
@@ -124,7 +204,7 @@ async def _history(
     services: Services, tenant: str, thread_id: str, limit: int
 ) -> list[dict[str, Any]]:
     owner = await _owned(services, tenant, thread_id)
-    graph = services.workflows[owner.workflow].graph
+    graph = _graph(services, owner)
     config: Any = _config(thread_id)
     return [_snapshot(s) async for s in graph.aget_state_history(config, limit=limit)]
 
@@ -133,7 +213,8 @@ async def _history(
 async def delete_thread(
     thread_id: ThreadId, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:
-    """Forget the thread: its checkpoints and the memories learnt in it."""
+    """Forget the thread: its runs (those in flight are cancelled), its checkpoints and the
+    memories learnt in it."""
     owner = await _owned(services, tenant, thread_id)
     await services.background.wait_for(tenant, thread_id=thread_id)  # memories being written
     forgetter = await _forgetter(services)

@@ -1,0 +1,178 @@
+"""What a worker does with a run: build the workflow's context from the run's record and this
+process's services, run the workflow, and turn what it does into the run's events — the native
+event model for chat runs, LangGraph Server's stream modes for runs made through its API.
+
+A run whose worker died is executed again by another (`record.attempt` > 1): when the thread's
+last checkpoint was written by this run and still has nodes to go, it resumes from there (input
+None); otherwise it starts over from its input (nothing of it was saved).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from api.services import Services
+from graphs import RouterContext
+from switchboard.errors import SwitchboardError
+from switchboard.events import Event, EventKind
+from switchboard.runs import RunRecord
+from switchboard.runtime import RunInfo, run_events
+from switchboard.worker import Emit, Executor, Outcome
+
+log = logging.getLogger(__name__)
+
+
+async def build_context(services: Services, record: RunRecord) -> RouterContext:
+    settings = services.settings
+    options = record.options
+    quality = settings.quality
+    if options.get("quality_check") is not None:
+        quality = quality.model_copy(update={"enabled": options["quality_check"]})
+    spec = services.workflows[record.assistant_id]
+    retrieval = await services.retrieval.wait()
+    return RouterContext(
+        llm=services.llm,
+        router=settings.router,
+        quality=quality,
+        max_tokens=options.get("max_tokens") or settings.router.max_tokens,
+        temperature=options.get("temperature"),
+        route=spec.route or options.get("route"),
+        allow_retry=options.get("allow_retry", True),
+        retriever=retrieval.retriever if retrieval else None,
+        tenant=record.tenant,
+        context_tokens=settings.retrieval.context_tokens,
+        user=options.get("user"),
+        thread_id=record.thread_id,
+        memory=services.memory.long_term,
+        memory_settings=settings.memory,
+        background=services.background,
+        crew=services.crew,
+    )
+
+
+def make_executor(services: Services) -> Executor:
+    async def execute(record: RunRecord) -> AsyncIterator[Emit | Outcome]:
+        if record.kind == "chat":
+            async for item in _chat(services, record):
+                yield item
+        else:
+            async for item in _langgraph(services, record):
+                yield item
+
+    return execute
+
+
+async def _input(services: Services, record: RunRecord) -> dict[str, Any] | None:
+    """The run's input, or None to resume a reclaimed run from its own last checkpoint."""
+    if record.attempt <= 1:
+        return record.input
+    graph = services.workflows[record.assistant_id].graph
+    state = await graph.aget_state({"configurable": {"thread_id": record.thread_id}})
+    if state.next and (state.metadata or {}).get("run_id") == record.run_id:
+        log.info("run %s resumes from its checkpoint before %s", record.run_id, state.next)
+        return None
+    return record.input
+
+
+def _config(record: RunRecord) -> dict[str, Any]:
+    # The run id in every checkpoint's metadata: a reclaimed run finds its own progress.
+    return {"configurable": {"thread_id": record.thread_id}, "metadata": {"run_id": record.run_id}}
+
+
+async def _chat(services: Services, record: RunRecord) -> AsyncIterator[Emit | Outcome]:
+    spec = services.workflows[record.assistant_id]
+    info = RunInfo(record.run_id, record.thread_id, spec.name)
+    context = await build_context(services, record)
+    run_input = await _input(services, record)
+    durability = services.settings.redis.durability
+    async for event in run_events(
+        spec.graph, info, run_input, context, durability, metadata={"run_id": record.run_id}
+    ):
+        yield Emit(event.kind.value, event.data)
+        if event.kind is EventKind.END:
+            yield Outcome("success", output=event.data.get("output"))
+        elif event.kind is EventKind.ERROR:
+            yield Outcome("error", error=event.data)
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, SwitchboardError):
+        return {"error": type(exc).__name__, "message": exc.message, "code": exc.code}
+    return {"error": type(exc).__name__, "message": "An internal error occurred"}
+
+
+def _message_chunk(record: RunRecord, text: str, node: str) -> list[dict[str, Any]]:
+    """A token as `messages-tuple` carries it: LangChain's AIMessageChunk, and its metadata."""
+    chunk: dict[str, Any] = {
+        "content": text,
+        "additional_kwargs": {},
+        "response_metadata": {},
+        "type": "AIMessageChunk",
+        "name": None,
+        "id": f"run-{record.run_id}",
+        "tool_calls": [],
+        "invalid_tool_calls": [],
+        "usage_metadata": None,
+        "tool_call_chunks": [],
+    }
+    metadata = {
+        "langgraph_node": node,
+        "run_id": record.run_id,
+        "thread_id": record.thread_id,
+        "assistant_id": record.assistant_id,
+    }
+    return [chunk, metadata]
+
+
+async def _langgraph(services: Services, record: RunRecord) -> AsyncIterator[Emit | Outcome]:
+    spec = services.workflows[record.assistant_id]
+    graph: Any = spec.graph  # its typed overloads want RouterInput; the input was validated
+    modes = set(record.stream_modes)
+    yield Emit("metadata", {"run_id": record.run_id, "attempt": record.attempt})
+    context = await build_context(services, record)
+    run_input = await _input(services, record)
+    final: dict[str, Any] | None = None
+    node = "generate"
+    try:
+        async for mode, chunk in graph.astream(
+            run_input,
+            _config(record),
+            context=context,
+            stream_mode=["custom", "values", "updates"],
+            durability=services.settings.redis.durability,
+        ):
+            if mode == "values":
+                final = _public_values(chunk)
+                if "values" in modes:
+                    yield Emit("values", final)
+            elif mode == "updates":
+                if "updates" in modes:
+                    yield Emit("updates", {n: _public_values(u) for n, u in chunk.items()})
+            elif isinstance(chunk, Event):
+                if chunk.kind is EventKind.ROUTE:
+                    node = "crew" if chunk.data.get("route") == "crew" else "generate"
+                if "custom" in modes:
+                    yield Emit("custom", {"event": chunk.kind.value, "data": chunk.data})
+                if chunk.kind is EventKind.TOKEN and "messages-tuple" in modes:
+                    yield Emit("messages", _message_chunk(record, chunk.data["text"], node))
+    except Exception as exc:
+        if not isinstance(exc, SwitchboardError):
+            log.exception("run %s crashed", record.run_id)
+        error = _error(exc)
+        yield Emit("error", error)
+        yield Outcome("error", error=error)
+        return
+    yield Outcome("success", output=final or {})
+
+
+def _public_values(values: Any) -> Any:
+    """State as clients see it: without the turn's scratch (the assembled prompt)."""
+    if isinstance(values, dict):
+        return {k: v for k, v in values.items() if k not in ("prompt", "memories")}
+    return values
+
+
+def native_event(name: str, data: Any) -> Event:
+    return Event(EventKind(name), data)

@@ -1,0 +1,327 @@
+"""LangGraph Server's runs, on a thread or stateless: created in the background, streamed, waited
+for, listed, joined (as JSON or as a stream, resumable with `Last-Event-ID`) and cancelled.
+
+Every run goes through the Redis queue (`switchboard.runs`) to a worker; its events are read back
+from its Redis Stream, so any API replica serves any run. A stream's event ids are the Stream's
+entry ids. Where LangGraph's server is silent or differs, we chose:
+- a stream ends with an `end` event (data null), after the run's status is final;
+- joining a stream without `Last-Event-ID` replays the run from its first event (LangGraph's
+  server sends only what comes after the join, which loses a short run's events);
+- `Idempotency-Key` on a create returns the run that key created (24 h by default).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from api.deps import ServicesDep, TenantDep
+from api.langgraph_schemas import STREAM_MODES, RunCreate
+from api.routes.assistants import find_workflow
+from api.services import Services
+from api.sse import sse_response
+from api.streams import RunEvents
+from switchboard.errors import InvalidRequest, NotFound, SwitchboardError
+from switchboard.runs import RunRecord, StoredEvent, new_run_id
+from switchboard.worker import public_run
+
+router = APIRouter(tags=["runs"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
+
+
+class ThreadBusy(SwitchboardError):
+    status = 409
+    type = "invalid_request_error"
+    code = "thread_busy"
+
+
+async def _create(
+    services: Services,
+    tenant: str,
+    thread_id: str | None,
+    body: RunCreate,
+    idempotency_key: str | None,
+) -> RunRecord:
+    spec = find_workflow(services, body.assistant_id)
+    if body.config and body.config.configurable and body.context:
+        raise InvalidRequest("give the run's options as `context` or as `config`, not both")
+    options = body.options()
+    await services.memory.ensure_ready()
+    threads = services.memory.threads
+    stateless = thread_id is None
+    if thread_id is None:
+        thread_id = new_run_id()
+        await threads.create(thread_id, tenant, {})
+    else:
+        owner = await threads.get(thread_id)
+        if owner is None and body.if_not_exists == "create":
+            owner, _ = await threads.create(thread_id, tenant, {})
+        if owner is None or owner.tenant != tenant:
+            raise NotFound(f"thread {thread_id!r} not found", param="thread_id")
+        active = await services.runs.active(thread_id)
+        if active and body.multitask_strategy == "reject":
+            raise ThreadBusy(
+                "the thread is already running a run; wait for it to finish or choose "
+                "another multitask_strategy"
+            )
+        if active and body.multitask_strategy in ("interrupt", "rollback"):
+            for run_id in active:
+                await services.runs.request_cancel(run_id, body.multitask_strategy)
+    await threads.claim(thread_id, tenant, options.user, spec.name)
+    record = RunRecord(
+        run_id=new_run_id(),
+        thread_id=thread_id,
+        assistant_id=spec.name,
+        tenant=tenant,
+        kind="langgraph",
+        input=({"messages": [m.to_backend() for m in body.input.messages]} if body.input else None),
+        options={**options.model_dump(), "allow_retry": "values" not in body.stream_mode},
+        stream_modes=list(body.stream_mode),
+        metadata=body.metadata,
+        multitask_strategy=body.multitask_strategy,
+        webhook=str(body.webhook) if body.webhook else None,
+        stateless=stateless and body.on_completion == "delete",
+    )
+    if record.input is None:
+        raise InvalidRequest("input: a run needs input with messages", param="input")
+    return await services.runs.create(record, idempotency_key)
+
+
+def _locations(record: RunRecord, stateless: bool) -> dict[str, str]:
+    base = (
+        f"/runs/{record.run_id}"
+        if stateless
+        else f"/threads/{record.thread_id}/runs/{record.run_id}"
+    )
+    return {"Content-Location": base, "Location": f"{base}/stream"}
+
+
+def _frame(event: StoredEvent) -> bytes:
+    data = json.dumps(event.data, separators=(",", ":"), default=str)
+    name = "end" if event.last else event.name
+    if event.last:
+        data = "null"
+    return f"event: {name}\ndata: {data}\nid: {event.id}\n\n".encode()
+
+
+async def _stream(run: RunEvents, modes: set[str] | None) -> AsyncIterator[bytes]:
+    """A run's events as LangGraph's server frames them; `modes` None: every event."""
+    try:
+        async for event in run:
+            if event.last or modes is None or event.name in modes:
+                yield _frame(event)
+    finally:
+        run.close()
+
+
+def _event_names(modes: list[str]) -> set[str]:
+    """Stream modes as event names (`messages-tuple` is sent as `messages`)."""
+    names = {"messages" if m == "messages-tuple" else m for m in modes}
+    return names | {"metadata", "error"}
+
+
+async def _outcome(run: RunEvents) -> dict[str, Any]:
+    """The run's final values, as `/wait` and `/join` answer; a failure as `__error__`."""
+    summary: dict[str, Any] = {}
+    try:
+        async for event in run:
+            if event.last:
+                summary = event.data or {}
+    finally:
+        run.close()
+    if summary.get("status") == "error":
+        error = summary.get("error") or {}
+        return {
+            "__error__": {"error": error.get("error", "Error"), "message": error.get("message", "")}
+        }
+    output: dict[str, Any] = summary.get("output") or {}
+    return output
+
+
+# Runs on a thread.
+@router.post("/threads/{thread_id}/runs")
+async def create_run(
+    thread_id: str,
+    body: RunCreate,
+    services: ServicesDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    record = await _create(services, tenant, thread_id, body, idempotency_key)
+    return JSONResponse(public_run(record), headers=_locations(record, False))
+
+
+@router.post(
+    "/threads/{thread_id}/runs/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_run(
+    thread_id: str,
+    body: RunCreate,
+    services: ServicesDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> StreamingResponse:
+    record = await _create(services, tenant, thread_id, body, idempotency_key)
+    run = RunEvents(services.runs, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
+    return sse_response(_stream(run, None), _locations(record, False))
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(
+    thread_id: str,
+    body: RunCreate,
+    services: ServicesDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    record = await _create(services, tenant, thread_id, body, idempotency_key)
+    run = RunEvents(services.runs, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
+    locations = _locations(record, False)
+    locations["Location"] = locations["Content-Location"] + "/join"
+    return JSONResponse(await _outcome(run), headers=locations)
+
+
+# Stateless runs: a thread of their own, forgotten when they end (`on_completion: keep` keeps it).
+@router.post("/runs")
+async def create_stateless_run(
+    body: RunCreate,
+    services: ServicesDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    record = await _create(services, tenant, None, body, idempotency_key)
+    return JSONResponse(public_run(record), headers=_locations(record, True))
+
+
+@router.post(
+    "/runs/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_stateless_run(
+    body: RunCreate,
+    services: ServicesDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> StreamingResponse:
+    record = await _create(services, tenant, None, body, idempotency_key)
+    run = RunEvents(services.runs, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
+    return sse_response(_stream(run, None), _locations(record, True))
+
+
+@router.post("/runs/wait")
+async def wait_stateless_run(
+    body: RunCreate,
+    services: ServicesDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    record = await _create(services, tenant, None, body, idempotency_key)
+    run = RunEvents(services.runs, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
+    return JSONResponse(await _outcome(run), headers={"Content-Location": f"/runs/{record.run_id}"})
+
+
+# Reading, joining and cancelling.
+async def _run(services: Services, tenant: str, thread_id: str, run_id: str) -> RunRecord:
+    record = await services.runs.get(run_id)
+    if record is None or record.thread_id != thread_id or record.tenant != tenant:
+        raise NotFound(f"run {run_id!r} not found on thread {thread_id!r}", param="run_id")
+    return record
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: str,
+    services: ServicesDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: str | None = None,
+) -> list[dict[str, Any]]:
+    owner = await services.memory.threads.get(thread_id)
+    if owner is None or owner.tenant != tenant:
+        raise NotFound(f"thread {thread_id!r} not found", param="thread_id")
+    return [public_run(r) for r in await services.runs.list_runs(thread_id, limit, offset, status)]
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(
+    thread_id: str, run_id: str, services: ServicesDep, tenant: TenantDep
+) -> dict[str, Any]:
+    return public_run(await _run(services, tenant, thread_id, run_id))
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(
+    thread_id: str, run_id: str, services: ServicesDep, tenant: TenantDep
+) -> dict[str, Any]:
+    record = await _run(services, tenant, thread_id, run_id)
+    return await _outcome(RunEvents(services.runs, record.run_id))
+
+
+@router.get(
+    "/threads/{thread_id}/runs/{run_id}/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def join_run_stream(
+    thread_id: str,
+    run_id: str,
+    request: Request,
+    services: ServicesDep,
+    tenant: TenantDep,
+    cancel_on_disconnect: bool = False,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+) -> StreamingResponse:
+    """The run's events after `Last-Event-ID` (all of them without it), then live ones."""
+    record = await _run(services, tenant, thread_id, run_id)
+    modes = [m for m in request.query_params.getlist("stream_mode") if m]
+    unknown = [m for m in modes if m not in STREAM_MODES]
+    if unknown:
+        raise InvalidRequest(
+            f"stream_mode: {unknown[0]!r} is not one of {', '.join(STREAM_MODES)}",
+            param="stream_mode",
+        )
+    run = RunEvents(
+        services.runs,
+        record.run_id,
+        after=last_event_id or "0",
+        cancel_on_close=cancel_on_disconnect,
+    )
+    return sse_response(_stream(run, _event_names(modes) if modes else None))
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", response_model=None)
+async def cancel_run(
+    thread_id: str,
+    run_id: str,
+    services: ServicesDep,
+    tenant: TenantDep,
+    wait: bool = False,
+    action: Annotated[str, Query(pattern="^(interrupt|rollback)$")] = "interrupt",
+) -> Response:
+    record = await _run(services, tenant, thread_id, run_id)
+    if record.finished:
+        raise NotFound(f"run {run_id!r} has already finished", param="run_id")
+    await services.runs.request_cancel(run_id, action)  # type: ignore[arg-type]
+    if wait:
+        return JSONResponse(await _outcome(RunEvents(services.runs, run_id)))
+    return Response(status_code=202)
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete_run(
+    thread_id: str, run_id: str, services: ServicesDep, tenant: TenantDep
+) -> Response:
+    record = await _run(services, tenant, thread_id, run_id)
+    if not record.finished:
+        raise ThreadBusy(f"run {run_id!r} has not finished; cancel it first")
+    await services.runs.delete(record)
+    return Response(status_code=204)

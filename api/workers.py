@@ -1,0 +1,82 @@
+"""Workers in this application: the one inside `switchboard serve` (on by default) and the
+`switchboard worker` process, both executing runs from the Redis queue with this process's
+services (`api.executor`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from api.executor import make_executor
+from api.services import Services, open_services
+from switchboard.runs import RunRecord
+from switchboard.settings import Settings
+from switchboard.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def make_worker(services: Services, name: str | None = None) -> Worker:
+    async def rollback(record: RunRecord) -> None:
+        await rollback_thread(services, record)
+
+    async def forget_thread(record: RunRecord) -> None:
+        await services.memory.checkpointer.adelete_thread(record.thread_id)
+        owner = await services.memory.threads.get(record.thread_id)
+        if owner is not None:
+            await services.memory.threads.remove(owner)
+
+    return Worker(
+        services.runs,
+        make_executor(services),
+        rollback,
+        forget_thread,
+        services.settings.runtime,
+        name,
+    )
+
+
+@asynccontextmanager
+async def worker_running(services: Services) -> AsyncIterator[Worker | None]:
+    """A worker in this process while the block runs, when the settings ask for one."""
+    if not services.settings.runtime.worker:
+        yield None
+        return
+    worker = make_worker(services)
+    task = asyncio.create_task(worker.run(), name=f"worker {worker.name}")
+    try:
+        yield worker
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def rollback_thread(services: Services, record: RunRecord) -> None:
+    """Undo what a cancelled run wrote to its thread: the thread's state becomes what it was
+    before the run (a new head checkpoint copied from the last one before it), or, when the run
+    was the thread's first, the thread has no checkpoint again."""
+    graph = services.workflows[record.assistant_id].graph
+    config: Any = {"configurable": {"thread_id": record.thread_id}}
+    before = None
+    async for snapshot in graph.aget_state_history(config):
+        if (snapshot.metadata or {}).get("run_id") != record.run_id:
+            before = snapshot
+            break
+    head = await graph.aget_state(config)
+    if (head.metadata or {}).get("run_id") != record.run_id:
+        return  # the run wrote nothing
+    if before is None:
+        await services.memory.checkpointer.adelete_thread(record.thread_id)
+        return
+    await graph.aupdate_state(before.config, None, as_node="__copy__")
+
+
+async def run_worker_process(settings: Settings) -> None:
+    """`switchboard worker`: this process's services and one worker, until it is stopped."""
+    async with open_services(settings) as services:
+        worker = make_worker(services)
+        log.info("worker %s is taking runs", worker.name)
+        await worker.run()

@@ -1,0 +1,333 @@
+"""Runs in Redis: each run's record, the order of runs on a thread, each run's events, the work
+queue that workers read, leases and cancellation.
+
+Keys (all under `switchboard:`):
+- `run:<id>` — the run's record (JSON), expiring `retention_minutes` after it finishes;
+- `run:<id>:events` — a Stream of its events (`e`: name, `d`: JSON data; the last one also has
+  `last`), capped at `events_max_len` and expiring with the record. Entry ids are the SSE event
+  ids, so `Last-Event-ID` resumes exactly after what a client saw, through any API replica;
+- `thread-runs:<thread>` — its runs by creation time (listing); `thread-active:<thread>` — its
+  unfinished runs in order: a run executes only at the head, so runs on a thread never overlap;
+- `runs:queue` — a Stream of run ids with the consumer group `workers`. An entry is acknowledged
+  and deleted when its run has finished, so its length is the number of unfinished runs;
+- `run:<id>:lease` — the worker executing it, renewed while it runs; a run whose lease lapsed is
+  reclaimed by another worker (`XAUTOCLAIM`);
+- `run:<id>:cancel` — set to `interrupt` or `rollback` to stop it; workers poll their runs' keys;
+- `idempotency:<tenant>:<key>` — the run that a key created.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, cast
+
+from redis.asyncio import Redis
+
+from switchboard.errors import SwitchboardError
+from switchboard.settings import RuntimeSettings
+
+RunStatus = Literal["pending", "running", "success", "error", "interrupted", "timeout"]
+FINISHED: frozenset[str] = frozenset({"success", "error", "interrupted", "timeout"})
+RunKind = Literal["chat", "langgraph"]
+CancelAction = Literal["interrupt", "rollback"]
+
+_PREFIX = "switchboard:"
+QUEUE = f"{_PREFIX}runs:queue"
+GROUP = "workers"
+# Below the client's 5 s socket timeout, so a blocked read never looks like a dead socket.
+_BLOCK_MS = 2000
+
+
+class QueueFull(SwitchboardError):
+    status = 503
+    type = "server_error"
+    code = "queue_full"
+
+
+@dataclass(slots=True)
+class RunRecord:
+    run_id: str
+    thread_id: str
+    assistant_id: str  # the workflow
+    tenant: str
+    kind: RunKind  # chat: the native event model; langgraph: LangGraph Server stream modes
+    input: dict[str, Any] | None
+    options: dict[str, Any] = field(default_factory=dict)  # route, user, max_tokens, ...
+    stream_modes: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    multitask_strategy: str = "enqueue"
+    webhook: str | None = None
+    stateless: bool = False  # a thread of its own, forgotten when the run ends
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    status: RunStatus = "pending"
+    attempt: int = 0
+    output: dict[str, Any] | None = None  # the final values
+    error: dict[str, Any] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> RunRecord:
+        return cls(**json.loads(raw))
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+# LangGraph's server names each graph's default assistant uuid5(this, graph name).
+_ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+
+
+def assistant_uuid(workflow: str) -> str:
+    return str(uuid.uuid5(_ASSISTANT_NAMESPACE, workflow))
+
+
+def new_run_id() -> str:
+    # UUIDs, as LangGraph's server uses; the SDK passes them through unchanged.
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: str  # the Stream entry id: the SSE event id
+    name: str
+    data: Any
+    last: bool
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RunStore:
+    def __init__(self, redis: Redis, settings: RuntimeSettings) -> None:
+        self.redis = redis
+        self.settings = settings
+
+    # Keys.
+    @staticmethod
+    def _run(run_id: str) -> str:
+        return f"{_PREFIX}run:{run_id}"
+
+    @staticmethod
+    def _events(run_id: str) -> str:
+        return f"{_PREFIX}run:{run_id}:events"
+
+    @staticmethod
+    def _lease(run_id: str) -> str:
+        return f"{_PREFIX}run:{run_id}:lease"
+
+    @staticmethod
+    def _cancel(run_id: str) -> str:
+        return f"{_PREFIX}run:{run_id}:cancel"
+
+    @staticmethod
+    def _thread_runs(thread_id: str) -> str:
+        return f"{_PREFIX}thread-runs:{thread_id}"
+
+    @staticmethod
+    def _active(thread_id: str) -> str:
+        return f"{_PREFIX}thread-active:{thread_id}"
+
+    @staticmethod
+    def _idempotency(tenant: str, key: str) -> str:
+        return f"{_PREFIX}idempotency:{tenant}:{key}"
+
+    @property
+    def _retention_s(self) -> int:
+        return self.settings.retention_minutes * 60
+
+    # Records.
+    async def create(self, record: RunRecord, idempotency_key: str | None = None) -> RunRecord:
+        """Store a new run and queue it; with an idempotency key already used, the run that
+        key created instead (nothing new is queued). Raises `QueueFull`."""
+        if idempotency_key is not None:
+            key = self._idempotency(record.tenant, idempotency_key)
+            claimed = await self.redis.set(key, record.run_id, nx=True, ex=self._retention_s)
+            if not claimed:
+                existing = await self.redis.get(key)
+                found = await self.get(_text(existing)) if existing else None
+                if found is not None:
+                    return found
+                await self.redis.set(key, record.run_id, ex=self._retention_s)
+        if await self.redis.xlen(QUEUE) >= self.settings.max_queued:
+            raise QueueFull(f"{self.settings.max_queued} runs are queued or running; try later")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._run(record.run_id), record.to_json())
+            pipe.zadd(self._thread_runs(record.thread_id), {record.run_id: record.created_at})
+            pipe.zadd(self._active(record.thread_id), {record.run_id: record.created_at})
+            pipe.xadd(QUEUE, {"run_id": record.run_id})
+            await pipe.execute()
+        return record
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        raw = await self.redis.get(self._run(run_id))
+        return RunRecord.from_json(raw) if raw else None
+
+    async def save(self, record: RunRecord) -> None:
+        record.updated_at = time.time()
+        ttl = self._retention_s if record.finished else None
+        await self.redis.set(self._run(record.run_id), record.to_json(), ex=ttl)
+
+    async def delete(self, record: RunRecord) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._run(record.run_id), self._events(record.run_id))
+            pipe.zrem(self._thread_runs(record.thread_id), record.run_id)
+            pipe.zrem(self._active(record.thread_id), record.run_id)
+            await pipe.execute()
+
+    async def list_runs(
+        self, thread_id: str, limit: int = 10, offset: int = 0, status: str | None = None
+    ) -> list[RunRecord]:
+        """The thread's runs, newest first."""
+        ids = await self.redis.zrevrange(self._thread_runs(thread_id), 0, -1)
+        raws = await self.redis.mget([self._run(_text(i)) for i in ids]) if ids else []
+        records = [RunRecord.from_json(r) for r in raws if r]
+        if status is not None:
+            records = [r for r in records if r.status == status]
+        return records[offset : offset + limit]
+
+    async def active(self, thread_id: str) -> list[str]:
+        """The thread's unfinished runs, oldest (executing or next) first."""
+        return [_text(i) for i in await self.redis.zrange(self._active(thread_id), 0, -1)]
+
+    async def finish(self, record: RunRecord) -> None:
+        """Save the run's final state and let the next run on its thread go."""
+        record.updated_at = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._run(record.run_id), record.to_json(), ex=self._retention_s)
+            pipe.zrem(self._active(record.thread_id), record.run_id)
+            pipe.expire(self._events(record.run_id), self._retention_s)
+            await pipe.execute()
+
+    async def forget_thread(self, thread_id: str) -> int:
+        """Delete the thread's runs and their events; how many runs there were."""
+        ids = [_text(i) for i in await self.redis.zrange(self._thread_runs(thread_id), 0, -1)]
+        keys = [k for i in ids for k in (self._run(i), self._events(i), self._cancel(i))]
+        await self.redis.delete(self._thread_runs(thread_id), self._active(thread_id), *keys)
+        return len(ids)
+
+    # Events.
+    async def append(self, run_id: str, name: str, data: Any, last: bool = False) -> str:
+        fields: dict[str, str] = {"e": name, "d": json.dumps(data, default=str)}
+        if last:
+            fields["last"] = "1"
+        entry = await self.redis.xadd(
+            self._events(run_id),
+            fields,  # type: ignore[arg-type]
+            maxlen=self.settings.events_max_len,
+            approximate=True,
+        )
+        return _text(entry)
+
+    async def events(self, run_id: str, after: str = "0") -> AsyncIterator[StoredEvent]:
+        """The run's events after the entry id `after` ("0": all), as they are appended, up to
+        and including the last one. Ends early if the run (or its events) expired."""
+        key = self._events(run_id)
+        while True:
+            reply: Any = await self.redis.xread({key: after}, count=512, block=_BLOCK_MS)
+            if not reply:
+                if not await self.redis.exists(self._run(run_id)):
+                    return
+                continue
+            for entry_id, fields in reply[0][1]:
+                after = _text(entry_id)
+                decoded = {_text(k): _text(v) for k, v in fields.items()}
+                event = StoredEvent(
+                    after, decoded["e"], json.loads(decoded["d"]), "last" in decoded
+                )
+                yield event
+                if event.last:
+                    return
+
+    # Cancellation.
+    async def request_cancel(self, run_id: str, action: CancelAction) -> None:
+        await self.redis.set(self._cancel(run_id), action, ex=self._retention_s)
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> dict[str, CancelAction]:
+        if not run_ids:
+            return {}
+        values = await self.redis.mget([self._cancel(r) for r in run_ids])
+        return {r: cast(CancelAction, _text(v)) for r, v in zip(run_ids, values, strict=True) if v}
+
+    # Leases.
+    async def acquire(self, run_id: str, worker: str) -> bool:
+        return bool(
+            await self.redis.set(self._lease(run_id), worker, nx=True, px=self.settings.lease_ms)
+        )
+
+    async def renew(self, run_ids: Sequence[str], worker: str) -> list[str]:
+        """Renew this worker's leases; the runs whose lease another worker now holds."""
+        lost = []
+        for run_id in run_ids:
+            renewed = await self.redis.eval(
+                _RENEW, 1, self._lease(run_id), worker, self.settings.lease_ms
+            )
+            if not renewed:
+                lost.append(run_id)
+        return lost
+
+    async def release(self, run_id: str, worker: str) -> None:
+        await self.redis.eval(_RELEASE, 1, self._lease(run_id), worker)
+
+    # The work queue.
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(QUEUE, GROUP, id="0", mkstream=True)
+        except Exception as exc:  # BUSYGROUP: it exists already
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def next_runs(self, consumer: str, count: int) -> list[tuple[str, str]]:
+        """Up to `count` newly queued runs for this consumer: (entry id, run id)."""
+        reply: Any = await self.redis.xreadgroup(
+            GROUP, consumer, {QUEUE: ">"}, count=count, block=_BLOCK_MS
+        )
+        if not reply:
+            return []
+        return [(_text(e), _text(f[b"run_id"])) for e, f in reply[0][1]]
+
+    async def reclaim(self, consumer: str, count: int) -> list[tuple[str, str]]:
+        """Runs whose worker stopped renewing them (idle longer than a lease)."""
+        reply: Any = await self.redis.xautoclaim(
+            QUEUE, GROUP, consumer, min_idle_time=self.settings.lease_ms, count=count
+        )
+        return [(_text(e), _text(f[b"run_id"])) for e, f in reply[1] if f]
+
+    async def touch(self, consumer: str, entry_ids: Sequence[str]) -> None:
+        """Reset the idle time of entries this worker is executing (a heartbeat)."""
+        if entry_ids:
+            await self.redis.xclaim(
+                QUEUE, GROUP, consumer, min_idle_time=0, message_ids=list(entry_ids), justid=True
+            )
+
+    async def ack(self, entry_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(QUEUE, GROUP, entry_id)
+            pipe.xdel(QUEUE, entry_id)
+            await pipe.execute()
+
+
+# Renewed if still ours, or taken back if it lapsed and nobody else took it.
+_RENEW = """
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] or not holder then
+  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""

@@ -1,0 +1,343 @@
+"""The worker: takes runs from the Redis queue and executes them, writing every event to the run's
+Stream (`switchboard.runs`).
+
+A worker holds a lease on each run it executes and renews it (and the queue entry's idle time)
+every third of a lease; a worker that dies stops renewing, and after one lease another worker
+reclaims the entry (`XAUTOCLAIM`), takes the lease and executes the run again — the executor
+resumes it from its last checkpoint. A worker that finds its lease taken stops its copy of the run
+at once, so a run never executes in two places at the same time. Runs on one thread execute one
+at a time, in the order they were created. Cancellation is a key in Redis that the worker polls
+for its runs; the run's task is cancelled, which stops the node and its backend request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from switchboard.runs import CancelAction, RunRecord, RunStatus, RunStore, assistant_uuid
+from switchboard.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+# How often a worker looks for cancellation of its runs (the delay of a cancel).
+_CANCEL_POLL_S = 0.1
+# How often a run behind another on its thread checks whether it is its turn.
+_TURN_POLL_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An event of the run, for its stream."""
+
+    name: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How the run ended; the executor's last item."""
+
+    status: RunStatus
+    output: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+# Runs a record: its events, then its outcome. `attempt` > 1: a reclaimed run, to be resumed.
+Executor = Callable[[RunRecord], AsyncIterator[Emit | Outcome]]
+# Called when a run was cancelled with `rollback`, after it stopped: undo what it wrote.
+Rollback = Callable[[RunRecord], Awaitable[None]]
+# Called when a stateless run has finished: forget its thread.
+ForgetThread = Callable[[RunRecord], Awaitable[None]]
+
+
+class _Cancelled(Exception):
+    def __init__(self, action: CancelAction) -> None:
+        self.action = action
+
+
+@dataclass(slots=True)
+class _Running:
+    entry_id: str
+    task: asyncio.Task[None]
+    cancel: CancelAction | None = None
+    lost: bool = False
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        store: RunStore,
+        execute: Executor,
+        rollback: Rollback,
+        forget_thread: ForgetThread,
+        settings: RuntimeSettings,
+        name: str | None = None,
+    ) -> None:
+        self._store = store
+        self._execute = execute
+        self._rollback = rollback
+        self._forget_thread = forget_thread
+        self._settings = settings
+        self.name = name or worker_name()
+        self._running: dict[str, _Running] = {}
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._webhooks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Execute runs until cancelled; then cancel the runs in hand, which another worker
+        reclaims once their leases lapse."""
+        await self._ensure_group()
+        chores = [
+            asyncio.create_task(self._heartbeat(), name="worker heartbeat"),
+            asyncio.create_task(self._watch_cancels(), name="worker cancels"),
+            asyncio.create_task(self._reclaim(), name="worker reclaim"),
+        ]
+        try:
+            while True:
+                await self._slots.acquire()
+                try:
+                    taken = await self._store.next_runs(self.name, 1)
+                except Exception:
+                    self._slots.release()
+                    log.exception("worker %s cannot read the queue; retrying", self.name)
+                    await asyncio.sleep(1)
+                    continue
+                if not taken:
+                    self._slots.release()
+                    continue
+                for entry_id, run_id in taken:
+                    self._start(entry_id, run_id)
+        finally:
+            for chore in chores:
+                chore.cancel()
+            tasks = [r.task for r in self._running.values()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*chores, *tasks, return_exceptions=True)
+
+    async def _ensure_group(self) -> None:
+        """The queue's consumer group; Redis may not be up yet (the service starts anyway)."""
+        while True:
+            try:
+                await self._store.ensure_group()
+                return
+            except Exception as exc:
+                log.warning("worker %s waits for Redis: %s", self.name, exc)
+                await asyncio.sleep(1)
+
+    def _start(self, entry_id: str, run_id: str) -> None:
+        task = asyncio.create_task(self._guarded(entry_id, run_id), name=f"run {run_id}")
+        self._running[run_id] = _Running(entry_id, task)
+
+    async def _guarded(self, entry_id: str, run_id: str) -> None:
+        try:
+            await self._own(entry_id, run_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker %s failed run %s; it will be reclaimed", self.name, run_id)
+        finally:
+            self._running.pop(run_id, None)
+            self._slots.release()
+
+    async def _own(self, entry_id: str, run_id: str) -> None:
+        if not await self._store.acquire(run_id, self.name):
+            return  # another worker holds it: it is alive, so the run is in hand
+        try:
+            record = await self._store.get(run_id)
+            if record is None or record.finished:
+                await self._store.ack(entry_id)  # expired, or finished just before a crash
+                return
+            await self._execute_run(record)
+            await self._store.ack(entry_id)
+        finally:
+            running = self._running.get(run_id)
+            if running is None or not running.lost:
+                await self._store.release(run_id, self.name)
+
+    async def _execute_run(self, record: RunRecord) -> None:
+        running = self._running[record.run_id]
+        running.cancel = (await self._store.cancel_requests([record.run_id])).get(record.run_id)
+        outcome = Outcome("interrupted")
+        if running.cancel is None:
+            try:
+                await self._wait_for_turn(record)
+            except asyncio.CancelledError:
+                if running.cancel is None:
+                    raise  # the worker is stopping, or lost the run
+            else:
+                record.status = "running"
+                record.attempt += 1
+                await self._store.save(record)
+                outcome = await self._execute_events(record)
+        if running.lost:
+            return  # another worker has the run now; it writes the rest
+        record.status, record.output, record.error = outcome.status, outcome.output, outcome.error
+        if running.cancel == "rollback":
+            await self._rollback(record)
+            await self._store.append(record.run_id, "end", _summary(record), last=True)
+            await self._store.delete(record)
+            return
+        if record.stateless:
+            await self._forget_thread(record)
+        await self._store.append(record.run_id, "end", _summary(record), last=True)
+        await self._store.finish(record)
+        if record.webhook:
+            task = asyncio.create_task(self._call_webhook(record), name=f"webhook {record.run_id}")
+            self._webhooks.add(task)
+            task.add_done_callback(self._webhooks.discard)
+
+    async def _wait_for_turn(self, record: RunRecord) -> None:
+        """Runs on a thread execute one at a time, oldest first."""
+        while (await self._store.active(record.thread_id) or [record.run_id])[0] != record.run_id:
+            await asyncio.sleep(_TURN_POLL_S)
+
+    async def _execute_events(self, record: RunRecord) -> Outcome:
+        outcome = Outcome("error", error={"message": "the run ended without an outcome"})
+        try:
+            async with asyncio.timeout(self._settings.run_timeout_s):
+                async for item in self._execute(record):
+                    if isinstance(item, Outcome):
+                        outcome = item
+                    else:
+                        await self._store.append(record.run_id, item.name, item.data)
+        except TimeoutError:
+            error = {
+                "message": f"the run exceeded its time budget of {self._settings.run_timeout_s} s",
+                "type": "server_error",
+                "code": "run_timeout",
+            }
+            await self._store.append(record.run_id, "error", error)
+            return Outcome("timeout", error=error)
+        except asyncio.CancelledError:
+            running = self._running.get(record.run_id)
+            if running is None or (running.cancel is None and not running.lost):
+                raise  # the worker is stopping: the run is reclaimed elsewhere
+            if not running.lost and record.kind == "chat":
+                # A chat stream ends with `end` or `error`; LangGraph's just closes.
+                await self._store.append(
+                    record.run_id, "error", _interrupted(running.cancel or "interrupt")
+                )
+            return Outcome("interrupted")
+        return outcome
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.lease_ms / 3000)
+            if not self._running:
+                continue
+            try:
+                lost = await self._store.renew(list(self._running), self.name)
+                await self._store.touch(self.name, [r.entry_id for r in self._running.values()])
+            except Exception:
+                log.exception("worker %s could not renew its leases", self.name)
+                continue
+            for run_id in lost:
+                running = self._running.get(run_id)
+                if running is not None:
+                    log.warning("worker %s lost run %s to another worker", self.name, run_id)
+                    running.lost = True
+                    running.task.cancel()
+
+    async def _watch_cancels(self) -> None:
+        while True:
+            await asyncio.sleep(_CANCEL_POLL_S)
+            waiting = [r for r, run in self._running.items() if run.cancel is None]
+            try:
+                requests = await self._store.cancel_requests(waiting)
+            except Exception:
+                log.exception("worker %s could not read cancellations", self.name)
+                continue
+            for run_id, action in requests.items():
+                running = self._running.get(run_id)
+                if running is not None:
+                    running.cancel = action
+                    running.task.cancel()
+
+    async def _reclaim(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.lease_ms / 2000)
+            try:
+                claimed = await self._store.reclaim(self.name, self._settings.concurrency)
+            except Exception:
+                log.exception("worker %s could not reclaim runs", self.name)
+                continue
+            for entry_id, run_id in claimed:
+                if run_id in self._running:
+                    continue
+                await self._slots.acquire()
+                log.warning("worker %s reclaimed run %s", self.name, run_id)
+                self._start(entry_id, run_id)
+
+    async def _call_webhook(self, record: RunRecord) -> None:
+        """POST the finished run to its webhook, signed, retried with backoff on failure."""
+        assert record.webhook is not None
+        body = json.dumps(public_run(record), separators=(",", ":")).encode()
+        headers = {"content-type": "application/json"}
+        secret = self._settings.webhook_secret
+        if secret is not None:
+            digest = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256)
+            headers["X-Switchboard-Signature"] = f"sha256={digest.hexdigest()}"
+        async with httpx.AsyncClient(timeout=10) as client:
+            for attempt in range(self._settings.webhook_attempts):
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await client.post(record.webhook, content=body, headers=headers)
+                    if response.status_code < 300:
+                        return
+                    if 400 <= response.status_code < 500 and response.status_code != 429:
+                        break  # the receiver refuses it: retrying will not help
+                await asyncio.sleep(0.5 * 2**attempt)
+        log.warning("webhook for run %s failed: %s", record.run_id, record.webhook)
+
+
+def _summary(record: RunRecord) -> dict[str, Any]:
+    """The closing event's data: how the run ended (followers that wait need no other read)."""
+    return {"status": record.status, "output": record.output, "error": record.error}
+
+
+def _interrupted(action: CancelAction) -> dict[str, Any]:
+    return {
+        "message": f"the run was cancelled ({action})",
+        "type": "cancelled",
+        "code": "run_cancelled",
+    }
+
+
+def public_run(record: RunRecord) -> dict[str, Any]:
+    """A run as LangGraph's server shows it."""
+    created = _iso(record.created_at)
+    return {
+        "run_id": record.run_id,
+        "thread_id": record.thread_id,
+        "assistant_id": assistant_uuid(record.assistant_id),
+        "created_at": created,
+        "updated_at": _iso(record.updated_at),
+        "status": record.status,
+        "metadata": record.metadata,
+        "kwargs": {"input": record.input, "stream_mode": record.stream_modes},
+        "multitask_strategy": record.multitask_strategy,
+    }
+
+
+def _iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + (
+        f".{int(timestamp % 1 * 1e6):06d}+00:00"
+    )
