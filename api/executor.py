@@ -19,9 +19,11 @@ from switchboard.errors import SwitchboardError
 from switchboard.events import Event, EventKind
 from switchboard.runs import RunRecord
 from switchboard.runtime import RunInfo, run_events
-from switchboard.worker import Emit, Executor, Outcome
+from switchboard.worker import Emit, Executor, Outcome, SaveRecord
 
 log = logging.getLogger(__name__)
+
+Step = Emit | SaveRecord | Outcome
 
 
 async def build_context(services: Services, record: RunRecord) -> RouterContext:
@@ -53,7 +55,7 @@ async def build_context(services: Services, record: RunRecord) -> RouterContext:
 
 
 def make_executor(services: Services) -> Executor:
-    async def execute(record: RunRecord) -> AsyncIterator[Emit | Outcome]:
+    async def execute(record: RunRecord) -> AsyncIterator[Step]:
         if record.kind == "chat":
             async for item in _chat(services, record):
                 yield item
@@ -64,26 +66,43 @@ def make_executor(services: Services) -> Executor:
     return execute
 
 
+async def head_checkpoint(services: Services, record: RunRecord) -> str | None:
+    graph = services.workflows[record.assistant_id].graph
+    state = await graph.aget_state({"configurable": {"thread_id": record.thread_id}})
+    checkpoint_id: str | None = state.config.get("configurable", {}).get("checkpoint_id")
+    return checkpoint_id
+
+
+async def _start(services: Services, record: RunRecord) -> AsyncIterator[SaveRecord]:
+    """Before the first attempt, note the thread's head checkpoint (saved with the record)."""
+    if record.attempt <= 1:
+        record.start_checkpoint = await head_checkpoint(services, record)
+        yield SaveRecord()
+
+
 async def _input(services: Services, record: RunRecord) -> dict[str, Any] | None:
-    """The run's input, or None to resume a reclaimed run from its own last checkpoint."""
+    """The run's input; or None to resume a reclaimed run from its last checkpoint, when it
+    made progress (the thread's head moved past where it began) and has nodes still to go."""
     if record.attempt <= 1:
         return record.input
     graph = services.workflows[record.assistant_id].graph
     state = await graph.aget_state({"configurable": {"thread_id": record.thread_id}})
-    if state.next and (state.metadata or {}).get("run_id") == record.run_id:
+    head = state.config.get("configurable", {}).get("checkpoint_id")
+    if state.next and head != record.start_checkpoint:
         log.info("run %s resumes from its checkpoint before %s", record.run_id, state.next)
         return None
     return record.input
 
 
 def _config(record: RunRecord) -> dict[str, Any]:
-    # The run id in every checkpoint's metadata: a reclaimed run finds its own progress.
     return {"configurable": {"thread_id": record.thread_id}, "metadata": {"run_id": record.run_id}}
 
 
-async def _chat(services: Services, record: RunRecord) -> AsyncIterator[Emit | Outcome]:
+async def _chat(services: Services, record: RunRecord) -> AsyncIterator[Step]:
     spec = services.workflows[record.assistant_id]
     info = RunInfo(record.run_id, record.thread_id, spec.name)
+    async for save in _start(services, record):
+        yield save
     context = await build_context(services, record)
     run_input = await _input(services, record)
     durability = services.settings.redis.durability
@@ -126,11 +145,13 @@ def _message_chunk(record: RunRecord, text: str, node: str) -> list[dict[str, An
     return [chunk, metadata]
 
 
-async def _langgraph(services: Services, record: RunRecord) -> AsyncIterator[Emit | Outcome]:
+async def _langgraph(services: Services, record: RunRecord) -> AsyncIterator[Step]:
     spec = services.workflows[record.assistant_id]
     graph: Any = spec.graph  # its typed overloads want RouterInput; the input was validated
     modes = set(record.stream_modes)
     yield Emit("metadata", {"run_id": record.run_id, "attempt": record.attempt})
+    async for save in _start(services, record):
+        yield save
     context = await build_context(services, record)
     run_input = await _input(services, record)
     final: dict[str, Any] | None = None

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from api.executor import make_executor
+from api.executor import head_checkpoint, make_executor
 from api.services import Services, open_services
 from switchboard.runs import RunRecord
 from switchboard.settings import Settings
@@ -55,23 +55,23 @@ async def worker_running(services: Services) -> AsyncIterator[Worker | None]:
 
 
 async def rollback_thread(services: Services, record: RunRecord) -> None:
-    """Undo what a cancelled run wrote to its thread: the thread's state becomes what it was
-    before the run (a new head checkpoint copied from the last one before it), or, when the run
-    was the thread's first, the thread has no checkpoint again."""
+    """Undo what a cancelled run wrote to its thread: its state becomes what it was when the run
+    began (a new head checkpoint copied from that one), or, when the run was the thread's first,
+    the thread has no checkpoint again."""
     graph = services.workflows[record.assistant_id].graph
-    config: Any = {"configurable": {"thread_id": record.thread_id}}
-    before = None
-    async for snapshot in graph.aget_state_history(config):
-        if (snapshot.metadata or {}).get("run_id") != record.run_id:
-            before = snapshot
-            break
-    head = await graph.aget_state(config)
-    if (head.metadata or {}).get("run_id") != record.run_id:
+    if await head_checkpoint(services, record) == record.start_checkpoint:
         return  # the run wrote nothing
-    if before is None:
+    if record.start_checkpoint is None:
         await services.memory.checkpointer.adelete_thread(record.thread_id)
         return
-    await graph.aupdate_state(before.config, None, as_node="__copy__")
+    before: Any = {
+        "configurable": {
+            "thread_id": record.thread_id,
+            "checkpoint_ns": "",
+            "checkpoint_id": record.start_checkpoint,
+        }
+    }
+    await graph.aupdate_state(before, None, as_node="__copy__")
 
 
 async def run_worker_process(settings: Settings) -> None:

@@ -66,6 +66,9 @@ class RunRecord:
     updated_at: float = field(default_factory=time.time)
     status: RunStatus = "pending"
     attempt: int = 0
+    # The thread's head checkpoint when the run began: a reclaimed run whose thread moved past
+    # it resumes from there; a rolled-back run's thread returns to it.
+    start_checkpoint: str | None = None
     output: dict[str, Any] | None = None  # the final values
     error: dict[str, Any] | None = None
 

@@ -48,6 +48,11 @@ class Emit:
 
 
 @dataclass(frozen=True, slots=True)
+class SaveRecord:
+    """The executor changed the record (what it needs if the run is reclaimed): save it now."""
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """How the run ended; the executor's last item."""
 
@@ -57,7 +62,7 @@ class Outcome:
 
 
 # Runs a record: its events, then its outcome. `attempt` > 1: a reclaimed run, to be resumed.
-Executor = Callable[[RunRecord], AsyncIterator[Emit | Outcome]]
+Executor = Callable[[RunRecord], AsyncIterator[Emit | SaveRecord | Outcome]]
 # Called when a run was cancelled with `rollback`, after it stopped: undo what it wrote.
 Rollback = Callable[[RunRecord], Awaitable[None]]
 # Called when a stateless run has finished: forget its thread.
@@ -217,6 +222,8 @@ class Worker:
                 async for item in self._execute(record):
                     if isinstance(item, Outcome):
                         outcome = item
+                    elif isinstance(item, SaveRecord):
+                        await self._store.save(record)
                     else:
                         await self._store.append(record.run_id, item.name, item.data)
         except TimeoutError:
