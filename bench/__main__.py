@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import crew, memory, retrieval, streaming
+from bench import crew, memory, retrieval, runs, streaming
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -46,8 +46,12 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=300, help="neighbourhood queries")
     parser.add_argument("--kickoffs", type=int, default=30, help="crew runs")
     parser.add_argument("--starts", type=int, default=3, help="service start-ups per variant")
+    parser.add_argument("--runs", type=int, default=100, help="runs per measurement (runs)")
+    parser.add_argument("--run-concurrency", type=int, default=20, help="concurrent runs")
     parser.add_argument(
-        "--only", choices=["streaming", "retrieval", "memory", "crew"], help="run one benchmark"
+        "--only",
+        choices=["streaming", "retrieval", "memory", "crew", "runs"],
+        help="run one benchmark",
     )
     args = parser.parse_args()
     if args.only in (None, "streaming"):
@@ -62,6 +66,8 @@ def main() -> None:
         _save("memory", memory.run(args.turns, args.entities, args.lookups))
     if args.only in (None, "crew"):
         _save("crew", crew.run(args.kickoffs, args.starts))
+    if args.only in (None, "runs"):
+        _save("runs", runs.run(args.runs, args.run_concurrency))
 
 
 def _save(name: str, figures: dict[str, Any]) -> None:

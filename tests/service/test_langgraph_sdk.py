@@ -5,6 +5,9 @@ cancelled, and each multitask strategy; then resuming a dropped stream with `Las
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,7 +22,7 @@ from tests.backends import Reply, ScriptedBackend
 from tests.conftest import backend_entry, make_settings
 from tests.service_runner import running_service
 
-DIRECT = {"route": "direct", "quality_check": False}
+DIRECT: dict[str, Any] = {"route": "direct", "quality_check": False}
 
 
 def _input(text: str) -> dict[str, Any]:
@@ -253,3 +256,109 @@ async def _until_status(client: LangGraphClient, thread_id: str, run_id: str, st
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"run {run_id} never became {status}")
+
+
+async def test_idempotency_key_returns_the_same_run(
+    client: LangGraphClient, backend: ScriptedBackend
+) -> None:
+    backend.set_default(Reply(text="Once."), model="generator")
+    thread_id = (await client.threads.create())["thread_id"]
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = await client.runs.create(
+        thread_id, "switchboard", input=_input("Once?"), context=DIRECT, headers=key
+    )
+    again = await client.runs.create(
+        thread_id, "switchboard", input=_input("Once?"), context=DIRECT, headers=key
+    )
+    assert again["run_id"] == first["run_id"]
+    await client.runs.join(thread_id, first["run_id"])
+    assert [r["run_id"] for r in await client.runs.list(thread_id)] == [first["run_id"]]
+    generations = [r for r in backend.requests if r.get("model") == "generator"]
+    assert len(generations) == 1
+
+
+class _Receiver:
+    """A real HTTP server that records webhook calls, failing the first `fail` of them."""
+
+    def __init__(self, fail: int) -> None:
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self._fail = fail
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        lines = [line.split(": ", 1) for line in head.split("\r\n")[1:] if ": " in line]
+        headers = {name.lower(): value for name, value in lines}
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        self.calls.append((headers, body))
+        status = "500 Internal Server Error" if len(self.calls) <= self._fail else "204 No Content"
+        writer.write(f"HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+
+async def test_webhook_is_signed_and_retried(backend: ScriptedBackend) -> None:
+    receiver = _Receiver(fail=1)
+    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = make_settings(backend_entry("p", backend), runtime={"webhook_secret": "s3cret"})
+    backend.set_default(Reply(text="Done."), model="generator")
+    try:
+        with running_service(settings) as url:
+            client = get_client(url=url)
+            thread_id = (await client.threads.create())["thread_id"]
+            run = await client.runs.create(
+                thread_id,
+                "switchboard",
+                input=_input("Call me back."),
+                context=DIRECT,
+                webhook=f"http://127.0.0.1:{port}/hook",
+            )
+            for _ in range(100):
+                if len(receiver.calls) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            await client.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(receiver.calls) == 2  # the first answered 500, so it was sent again
+    headers, body = receiver.calls[-1]
+    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert headers["x-switchboard-signature"] == f"sha256={expected}"
+    sent = json.loads(body)
+    assert sent["run_id"] == run["run_id"] and sent["status"] == "success"
+
+
+async def test_full_queue_and_time_budget(backend: ScriptedBackend) -> None:
+    """No worker and room for one run: the second is refused with 503 and Retry-After. With a
+    worker and a 1 s budget, a slow run ends as `timeout` with an error event."""
+    settings = make_settings(
+        backend_entry("p", backend), runtime={"worker": False, "max_queued": 1}
+    )
+    with running_service(settings) as url:
+        client = get_client(url=url)
+        thread_id = (await client.threads.create())["thread_id"]
+        await client.runs.create(thread_id, "switchboard", input=_input("one"), context=DIRECT)
+        async with httpx.AsyncClient(base_url=url) as http:
+            refused = await http.post(
+                f"/threads/{thread_id}/runs",
+                json={"assistant_id": "switchboard", "input": _input("two")},
+            )
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "1" and refused.json()["code"] == "queue_full"
+        await client.aclose()
+    backend.set_default(Reply(text="slow " * 100, gap=0.05), model="generator")
+    settings = make_settings(backend_entry("p", backend), runtime={"run_timeout_s": 1})
+    with running_service(settings) as url:
+        client = get_client(url=url)
+        thread_id = (await client.threads.create())["thread_id"]
+        parts = [
+            p
+            async for p in client.runs.stream(
+                thread_id, "switchboard", input=_input("Slowly."), context=DIRECT
+            )
+        ]
+        assert parts[-2].event == "error" and "time budget" in parts[-2].data["message"]
+        runs = await client.runs.list(thread_id)
+        assert runs[0]["status"] == "timeout"
+        await client.aclose()
