@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
+
+from langgraph.types import StateSnapshot
 
 from api.services import Services
 from graphs import RouterContext
@@ -19,11 +22,11 @@ from switchboard.errors import SwitchboardError
 from switchboard.events import Event, EventKind
 from switchboard.runs import RunRecord
 from switchboard.runtime import RunInfo, run_events
-from switchboard.worker import Emit, Executor, Outcome, SaveRecord
+from switchboard.worker import Emit, Executor, Outcome
 
 log = logging.getLogger(__name__)
 
-Step = Emit | SaveRecord | Outcome
+Step = Emit | Outcome
 
 
 async def build_context(services: Services, record: RunRecord) -> RouterContext:
@@ -66,29 +69,22 @@ def make_executor(services: Services) -> Executor:
     return execute
 
 
-async def head_checkpoint(services: Services, record: RunRecord) -> str | None:
-    graph = services.workflows[record.assistant_id].graph
-    state = await graph.aget_state({"configurable": {"thread_id": record.thread_id}})
-    checkpoint_id: str | None = state.config.get("configurable", {}).get("checkpoint_id")
-    return checkpoint_id
-
-
-async def _start(services: Services, record: RunRecord) -> AsyncIterator[SaveRecord]:
-    """Before the first attempt, note the thread's head checkpoint (saved with the record)."""
-    if record.attempt <= 1:
-        record.start_checkpoint = await head_checkpoint(services, record)
-        yield SaveRecord()
+def written_during(snapshot: StateSnapshot, record: RunRecord) -> bool:
+    """Whether the checkpoint was written after the run began (by the run: its thread runs one
+    run at a time). Both times come from the worker that executed that attempt."""
+    if snapshot.created_at is None or record.started_at is None:
+        return False
+    return datetime.fromisoformat(snapshot.created_at).timestamp() >= record.started_at
 
 
 async def _input(services: Services, record: RunRecord) -> dict[str, Any] | None:
     """The run's input; or None to resume a reclaimed run from its last checkpoint, when it
-    made progress (the thread's head moved past where it began) and has nodes still to go."""
+    wrote one and has nodes still to go."""
     if record.attempt <= 1:
         return record.input
     graph = services.workflows[record.assistant_id].graph
     state = await graph.aget_state({"configurable": {"thread_id": record.thread_id}})
-    head = state.config.get("configurable", {}).get("checkpoint_id")
-    if state.next and head != record.start_checkpoint:
+    if state.next and written_during(state, record):
         log.info("run %s resumes from its checkpoint before %s", record.run_id, state.next)
         return None
     return record.input
@@ -101,8 +97,6 @@ def _config(record: RunRecord) -> dict[str, Any]:
 async def _chat(services: Services, record: RunRecord) -> AsyncIterator[Step]:
     spec = services.workflows[record.assistant_id]
     info = RunInfo(record.run_id, record.thread_id, spec.name)
-    async for save in _start(services, record):
-        yield save
     context = await build_context(services, record)
     run_input = await _input(services, record)
     durability = services.settings.redis.durability
@@ -150,8 +144,6 @@ async def _langgraph(services: Services, record: RunRecord) -> AsyncIterator[Ste
     graph: Any = spec.graph  # its typed overloads want RouterInput; the input was validated
     modes = set(record.stream_modes)
     yield Emit("metadata", {"run_id": record.run_id, "attempt": record.attempt})
-    async for save in _start(services, record):
-        yield save
     context = await build_context(services, record)
     run_input = await _input(services, record)
     final: dict[str, Any] | None = None

@@ -24,6 +24,7 @@ from memory.threads import REDIS_ERRORS, Checkpointer, ThreadRegistry, unavailab
 from switchboard.background import BackgroundJobs
 from switchboard.embeddings import BackendEmbedder, Embedder, ThreadedEmbedder
 from switchboard.errors import SwitchboardError
+from switchboard.event_bus import EventHub
 from switchboard.llm import LLMPool
 from switchboard.llm.local import LocalLlamaServer
 from switchboard.opening import Opening
@@ -109,6 +110,7 @@ class Services:
     graph: Opening[KnowledgeGraph]
     memory: Memory
     runs: RunStore  # runs, their events and the queue workers read
+    events: EventHub  # follows the runs' event Streams that this process's clients read
     background: BackgroundJobs  # what follows turns (remembering), waited for at shutdown
     crew: CrewRunner | None  # None: the crew route and workflow are off
 
@@ -171,6 +173,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             warming = asyncio.create_task(_warm(crew, retrieval), name="import crewai")
             warming.add_done_callback(_log_warm_failure)
             stack.callback(warming.cancel)  # holds a reference until shutdown
+        runs = RunStore(memory.redis, settings.runtime)
+        events = EventHub(memory.redis, runs)
+        stack.push_async_callback(events.close)
         background = BackgroundJobs()
         # Pushed last, so run first at shutdown: the jobs still use the model and Redis.
         stack.push_async_callback(background.drain, _BACKGROUND_DRAIN_S)
@@ -182,7 +187,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             retrieval=retrieval,
             graph=graph,
             memory=memory,
-            runs=RunStore(memory.redis, settings.runtime),
+            runs=runs,
+            events=events,
             background=background,
             crew=crew,
         )

@@ -6,8 +6,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+from api.services import Services
 from switchboard.events import Event, EventKind
-from switchboard.runs import CancelAction, RunStore, StoredEvent
+from switchboard.runs import CancelAction, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +22,14 @@ class RunEvents:
 
     def __init__(
         self,
-        store: RunStore,
+        services: Services,
         run_id: str,
         after: str = "0",
         cancel_on_close: bool = False,
     ) -> None:
-        self._store = store
+        self._store = services.runs
         self.run_id = run_id
-        self._events = store.events(run_id, after)
+        self._events = services.events.follow(run_id, after)
         self._cancel_on_close = cancel_on_close
         self._ended = False
 

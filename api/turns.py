@@ -29,7 +29,7 @@ class Turn:
         """Queue the run for a worker and follow its events; closing them cancels the run
         (a chat client that goes away does not want the rest)."""
         await services.runs.create(self.record)
-        return RunEvents(services.runs, self.record.run_id, cancel_on_close=True)
+        return RunEvents(services, self.record.run_id, cancel_on_close=True)
 
 
 async def prepare_turn(

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from api.executor import head_checkpoint, make_executor
+from api.executor import make_executor, written_during
 from api.services import Services, open_services
 from switchboard.runs import RunRecord
 from switchboard.settings import Settings
@@ -55,23 +55,21 @@ async def worker_running(services: Services) -> AsyncIterator[Worker | None]:
 
 
 async def rollback_thread(services: Services, record: RunRecord) -> None:
-    """Undo what a cancelled run wrote to its thread: its state becomes what it was when the run
-    began (a new head checkpoint copied from that one), or, when the run was the thread's first,
-    the thread has no checkpoint again."""
+    """Undo what a cancelled run wrote to its thread: its state becomes what it was before the
+    run (a new head checkpoint copied from the last one written before it), or, when the run was
+    the thread's first, the thread has no checkpoint again."""
     graph = services.workflows[record.assistant_id].graph
-    if await head_checkpoint(services, record) == record.start_checkpoint:
-        return  # the run wrote nothing
-    if record.start_checkpoint is None:
-        await services.memory.checkpointer.adelete_thread(record.thread_id)
+    config: Any = {"configurable": {"thread_id": record.thread_id}}
+    wrote = False
+    async for snapshot in graph.aget_state_history(config):
+        if written_during(snapshot, record):
+            wrote = True
+            continue
+        if wrote:
+            await graph.aupdate_state(snapshot.config, None, as_node="__copy__")
         return
-    before: Any = {
-        "configurable": {
-            "thread_id": record.thread_id,
-            "checkpoint_ns": "",
-            "checkpoint_id": record.start_checkpoint,
-        }
-    }
-    await graph.aupdate_state(before, None, as_node="__copy__")
+    if wrote:
+        await services.memory.checkpointer.adelete_thread(record.thread_id)
 
 
 async def run_worker_process(settings: Settings) -> None:

@@ -147,25 +147,13 @@ def _switchboard(backend_url: str, runs: int, concurrency: int) -> dict[str, Any
 
 
 def _peer(backend_url: str, runs: int, concurrency: int) -> dict[str, Any] | str:
-    langgraph = PEER_VENV / "bin" / "langgraph"
-    if not langgraph.exists():
+    """`langgraph dev` with its defaults (one job at a time; its in-memory queue), serving the
+    router graph through `bench/peer/graph.py` (`bench/peer/README.md`)."""
+    if not (PEER_VENV / "bin" / "langgraph").exists():
         return "not measured: run bench/peer/setup.sh once to install langgraph-cli[inmem]"
     port = free_port()
-    args = [
-        str(langgraph),
-        "dev",
-        "--no-browser",
-        "--no-reload",
-        "--port",
-        str(port),
-        "--config",
-        str(ROOT / "bench" / "peer" / "langgraph.json"),
-    ]
-    env = {
-        "PEER_BACKEND_URL": backend_url,
-        "LANGSMITH_TRACING": "false",
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-    }
+    args = ["bash", str(ROOT / "bench" / "peer" / "start.sh")]
+    env = {"PEER_BACKEND_URL": backend_url, "PEER_PORT": str(port)}
     url = f"http://127.0.0.1:{port}"
     with running(args, env, f"{url}/ok", poll=0.2):
         return asyncio.run(_server(url, "router", {}, runs, concurrency))

@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from switchboard.errors import SwitchboardError
 from switchboard.settings import RuntimeSettings
@@ -48,6 +49,14 @@ class QueueFull(SwitchboardError):
     code = "queue_full"
 
 
+class QueueUnavailable(SwitchboardError):
+    """Redis, which holds the runs and their queue, cannot be reached."""
+
+    status = 503
+    type = "store_error"
+    code = "queue_unavailable"
+
+
 @dataclass(slots=True)
 class RunRecord:
     run_id: str
@@ -66,9 +75,9 @@ class RunRecord:
     updated_at: float = field(default_factory=time.time)
     status: RunStatus = "pending"
     attempt: int = 0
-    # The thread's head checkpoint when the run began: a reclaimed run whose thread moved past
-    # it resumes from there; a rolled-back run's thread returns to it.
-    start_checkpoint: str | None = None
+    # When its first attempt began: checkpoints written after it are the run's own (a reclaimed
+    # run resumes from them; rolling back removes them from the thread's head).
+    started_at: float | None = None
     output: dict[str, Any] | None = None  # the final values
     error: dict[str, Any] | None = None
 
@@ -150,7 +159,13 @@ class RunStore:
     # Records.
     async def create(self, record: RunRecord, idempotency_key: str | None = None) -> RunRecord:
         """Store a new run and queue it; with an idempotency key already used, the run that
-        key created instead (nothing new is queued). Raises `QueueFull`."""
+        key created instead (nothing new is queued). Raises `QueueFull`, `QueueUnavailable`."""
+        try:
+            return await self._create(record, idempotency_key)
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(f"the run queue (Redis) is unavailable: {exc}") from exc
+
+    async def _create(self, record: RunRecord, idempotency_key: str | None) -> RunRecord:
         if idempotency_key is not None:
             key = self._idempotency(record.tenant, idempotency_key)
             claimed = await self.redis.set(key, record.run_id, nx=True, ex=self._retention_s)
@@ -201,10 +216,17 @@ class RunStore:
         """The thread's unfinished runs, oldest (executing or next) first."""
         return [_text(i) for i in await self.redis.zrange(self._active(thread_id), 0, -1)]
 
-    async def finish(self, record: RunRecord) -> None:
-        """Save the run's final state and let the next run on its thread go."""
+    async def finish(self, record: RunRecord, summary: dict[str, Any]) -> None:
+        """In one transaction: the run's closing event (`summary`), its final state saved, and
+        the next run on its thread let go — so a crash never leaves one without the others."""
         record.updated_at = time.time()
         async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self._events(record.run_id),
+                self._fields("end", summary, last=True),  # type: ignore[arg-type]
+                maxlen=self.settings.events_max_len,
+                approximate=True,
+            )
             pipe.set(self._run(record.run_id), record.to_json(), ex=self._retention_s)
             pipe.zrem(self._active(record.thread_id), record.run_id)
             pipe.expire(self._events(record.run_id), self._retention_s)
@@ -218,37 +240,37 @@ class RunStore:
         return len(ids)
 
     # Events.
-    async def append(self, run_id: str, name: str, data: Any, last: bool = False) -> str:
-        fields: dict[str, str] = {"e": name, "d": json.dumps(data, default=str)}
+    @staticmethod
+    def _fields(name: str, data: Any, last: bool = False) -> dict[str, str]:
+        fields = {"e": name, "d": json.dumps(data, default=str)}
         if last:
             fields["last"] = "1"
-        entry = await self.redis.xadd(
-            self._events(run_id),
-            fields,  # type: ignore[arg-type]
-            maxlen=self.settings.events_max_len,
-            approximate=True,
-        )
-        return _text(entry)
+        return fields
 
-    async def events(self, run_id: str, after: str = "0") -> AsyncIterator[StoredEvent]:
-        """The run's events after the entry id `after` ("0": all), as they are appended, up to
-        and including the last one. Ends early if the run (or its events) expired."""
-        key = self._events(run_id)
-        while True:
-            reply: Any = await self.redis.xread({key: after}, count=512, block=_BLOCK_MS)
-            if not reply:
-                if not await self.redis.exists(self._run(run_id)):
-                    return
-                continue
-            for entry_id, fields in reply[0][1]:
-                after = _text(entry_id)
-                decoded = {_text(k): _text(v) for k, v in fields.items()}
-                event = StoredEvent(
-                    after, decoded["e"], json.loads(decoded["d"]), "last" in decoded
+    async def append_many(self, events: Sequence[tuple[str, str, Any, bool]]) -> None:
+        """(run id, name, data, last) events, in order, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id, name, data, last in events:
+                pipe.xadd(
+                    self._events(run_id),
+                    self._fields(name, data, last),  # type: ignore[arg-type]
+                    maxlen=self.settings.events_max_len,
+                    approximate=True,
                 )
-                yield event
-                if event.last:
-                    return
+            await pipe.execute()
+
+    def events_key(self, run_id: str) -> str:
+        return self._events(run_id)
+
+    @staticmethod
+    def run_of_events_key(key: str) -> str:
+        return key[len(f"{_PREFIX}run:") : -len(":events")]
+
+    async def runs_exist(self, run_ids: Sequence[str]) -> list[bool]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.exists(self._run(run_id))
+            return [bool(n) for n in await pipe.execute()]
 
     # Cancellation.
     async def request_cancel(self, run_id: str, action: CancelAction) -> None:
@@ -261,10 +283,18 @@ class RunStore:
         return {r: cast(CancelAction, _text(v)) for r, v in zip(run_ids, values, strict=True) if v}
 
     # Leases.
-    async def acquire(self, run_id: str, worker: str) -> bool:
-        return bool(
-            await self.redis.set(self._lease(run_id), worker, nx=True, px=self.settings.lease_ms)
-        )
+    async def take(
+        self, run_id: str, worker: str
+    ) -> tuple[bool, RunRecord | None, CancelAction | None]:
+        """In one round trip: the run's lease for this worker (False: another holds it), its
+        record, and a cancellation requested before it started."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._lease(run_id), worker, nx=True, px=self.settings.lease_ms)
+            pipe.get(self._run(run_id))
+            pipe.get(self._cancel(run_id))
+            acquired, raw, cancel = await pipe.execute()
+        record = RunRecord.from_json(raw) if raw else None
+        return bool(acquired), record, cast(CancelAction, _text(cancel)) if cancel else None
 
     async def renew(self, run_ids: Sequence[str], worker: str) -> list[str]:
         """Renew this worker's leases; the runs whose lease another worker now holds."""

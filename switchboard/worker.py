@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from switchboard.event_bus import EventWriter
 from switchboard.runs import CancelAction, RunRecord, RunStatus, RunStore, assistant_uuid
 from switchboard.settings import RuntimeSettings
 
@@ -48,11 +49,6 @@ class Emit:
 
 
 @dataclass(frozen=True, slots=True)
-class SaveRecord:
-    """The executor changed the record (what it needs if the run is reclaimed): save it now."""
-
-
-@dataclass(frozen=True, slots=True)
 class Outcome:
     """How the run ended; the executor's last item."""
 
@@ -62,7 +58,7 @@ class Outcome:
 
 
 # Runs a record: its events, then its outcome. `attempt` > 1: a reclaimed run, to be resumed.
-Executor = Callable[[RunRecord], AsyncIterator[Emit | SaveRecord | Outcome]]
+Executor = Callable[[RunRecord], AsyncIterator[Emit | Outcome]]
 # Called when a run was cancelled with `rollback`, after it stopped: undo what it wrote.
 Rollback = Callable[[RunRecord], Awaitable[None]]
 # Called when a stateless run has finished: forget its thread.
@@ -105,6 +101,7 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._webhooks: set[asyncio.Task[None]] = set()
+        self._writer = EventWriter(store)
 
     async def run(self) -> None:
         """Execute runs until cancelled; then cancel the runs in hand, which another worker
@@ -164,13 +161,14 @@ class Worker:
             self._slots.release()
 
     async def _own(self, entry_id: str, run_id: str) -> None:
-        if not await self._store.acquire(run_id, self.name):
+        acquired, record, cancel = await self._store.take(run_id, self.name)
+        if not acquired:
             return  # another worker holds it: it is alive, so the run is in hand
         try:
-            record = await self._store.get(run_id)
             if record is None or record.finished:
                 await self._store.ack(entry_id)  # expired, or finished just before a crash
                 return
+            self._running[run_id].cancel = cancel
             await self._execute_run(record)
             await self._store.ack(entry_id)
         finally:
@@ -180,7 +178,6 @@ class Worker:
 
     async def _execute_run(self, record: RunRecord) -> None:
         running = self._running[record.run_id]
-        running.cancel = (await self._store.cancel_requests([record.run_id])).get(record.run_id)
         outcome = Outcome("interrupted")
         if running.cancel is None:
             try:
@@ -191,6 +188,7 @@ class Worker:
             else:
                 record.status = "running"
                 record.attempt += 1
+                record.started_at = record.started_at or time.time()
                 await self._store.save(record)
                 outcome = await self._execute_events(record)
         if running.lost:
@@ -198,13 +196,14 @@ class Worker:
         record.status, record.output, record.error = outcome.status, outcome.output, outcome.error
         if running.cancel == "rollback":
             await self._rollback(record)
-            await self._store.append(record.run_id, "end", _summary(record), last=True)
+            self._writer.append(record.run_id, "end", _summary(record), last=True)
+            await self._writer.drain()
             await self._store.delete(record)
             return
         if record.stateless:
             await self._forget_thread(record)
-        await self._store.append(record.run_id, "end", _summary(record), last=True)
-        await self._store.finish(record)
+        await self._writer.drain()  # every event of the run before its closing one
+        await self._store.finish(record, _summary(record))
         if record.webhook:
             task = asyncio.create_task(self._call_webhook(record), name=f"webhook {record.run_id}")
             self._webhooks.add(task)
@@ -222,17 +221,15 @@ class Worker:
                 async for item in self._execute(record):
                     if isinstance(item, Outcome):
                         outcome = item
-                    elif isinstance(item, SaveRecord):
-                        await self._store.save(record)
                     else:
-                        await self._store.append(record.run_id, item.name, item.data)
+                        self._writer.append(record.run_id, item.name, item.data)
         except TimeoutError:
             error = {
                 "message": f"the run exceeded its time budget of {self._settings.run_timeout_s} s",
                 "type": "server_error",
                 "code": "run_timeout",
             }
-            await self._store.append(record.run_id, "error", error)
+            self._writer.append(record.run_id, "error", error)
             return Outcome("timeout", error=error)
         except asyncio.CancelledError:
             running = self._running.get(record.run_id)
@@ -240,7 +237,7 @@ class Worker:
                 raise  # the worker is stopping: the run is reclaimed elsewhere
             if not running.lost and record.kind == "chat":
                 # A chat stream ends with `end` or `error`; LangGraph's just closes.
-                await self._store.append(
+                self._writer.append(
                     record.run_id, "error", _interrupted(running.cancel or "interrupt")
                 )
             return Outcome("interrupted")

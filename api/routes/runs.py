@@ -169,7 +169,7 @@ async def stream_run(
     idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
     record = await _create(services, tenant, thread_id, body, idempotency_key)
-    run = RunEvents(services.runs, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
+    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
     return sse_response(_stream(run, None), _locations(record, False))
 
 
@@ -182,7 +182,7 @@ async def wait_run(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     record = await _create(services, tenant, thread_id, body, idempotency_key)
-    run = RunEvents(services.runs, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
+    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
     locations = _locations(record, False)
     locations["Location"] = locations["Content-Location"] + "/join"
     return JSONResponse(await _outcome(run), headers=locations)
@@ -212,7 +212,7 @@ async def stream_stateless_run(
     idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
     record = await _create(services, tenant, None, body, idempotency_key)
-    run = RunEvents(services.runs, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
+    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
     return sse_response(_stream(run, None), _locations(record, True))
 
 
@@ -224,7 +224,7 @@ async def wait_stateless_run(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     record = await _create(services, tenant, None, body, idempotency_key)
-    run = RunEvents(services.runs, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
+    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
     return JSONResponse(await _outcome(run), headers={"Content-Location": f"/runs/{record.run_id}"})
 
 
@@ -263,7 +263,7 @@ async def join_run(
     thread_id: str, run_id: str, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:
     record = await _run(services, tenant, thread_id, run_id)
-    return await _outcome(RunEvents(services.runs, record.run_id))
+    return await _outcome(RunEvents(services, record.run_id))
 
 
 @router.get(
@@ -290,7 +290,7 @@ async def join_run_stream(
             param="stream_mode",
         )
     run = RunEvents(
-        services.runs,
+        services,
         record.run_id,
         after=last_event_id or "0",
         cancel_on_close=cancel_on_disconnect,
@@ -312,7 +312,7 @@ async def cancel_run(
         raise NotFound(f"run {run_id!r} has already finished", param="run_id")
     await services.runs.request_cancel(run_id, action)  # type: ignore[arg-type]
     if wait:
-        return JSONResponse(await _outcome(RunEvents(services.runs, run_id)))
+        return JSONResponse(await _outcome(RunEvents(services, run_id)))
     return Response(status_code=202)
 
 
