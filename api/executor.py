@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -77,17 +78,27 @@ def written_during(snapshot: StateSnapshot, record: RunRecord) -> bool:
     return datetime.fromisoformat(snapshot.created_at).timestamp() >= record.started_at
 
 
-async def _input(services: Services, record: RunRecord) -> dict[str, Any] | None:
-    """The run's input; or None to resume a reclaimed run from its last checkpoint, when it
-    wrote one and has nodes still to go."""
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    """A reclaimed run whose graph had finished (its worker died before recording it)."""
+
+    values: dict[str, Any]
+
+
+async def _input(services: Services, record: RunRecord) -> dict[str, Any] | _Finished | None:
+    """The run's input; or, for a reclaimed run that wrote checkpoints: None to resume from
+    the last one when nodes are still to go, or `_Finished` when none are (never run twice)."""
     if record.attempt <= 1:
         return record.input
     graph = services.workflows[record.assistant_id].graph
     state = await graph.aget_state({"configurable": {"thread_id": record.thread_id}})
-    if state.next and written_during(state, record):
-        log.info("run %s resumes from its checkpoint before %s", record.run_id, state.next)
-        return None
-    return record.input
+    if not written_during(state, record):
+        return record.input
+    if not state.next:
+        log.info("run %s had finished before its worker stopped", record.run_id)
+        return _Finished(_public_values(state.values))
+    log.info("run %s resumes from its checkpoint before %s", record.run_id, state.next)
+    return None
 
 
 def _config(record: RunRecord) -> dict[str, Any]:
@@ -99,6 +110,9 @@ async def _chat(services: Services, record: RunRecord) -> AsyncIterator[Step]:
     info = RunInfo(record.run_id, record.thread_id, spec.name)
     context = await build_context(services, record)
     run_input = await _input(services, record)
+    if isinstance(run_input, _Finished):
+        yield Outcome("success", output=_output(spec.graph, run_input.values))
+        return
     durability = services.settings.redis.durability
     async for event in run_events(
         spec.graph, info, run_input, context, durability, metadata={"run_id": record.run_id}
@@ -146,6 +160,9 @@ async def _langgraph(services: Services, record: RunRecord) -> AsyncIterator[Ste
     yield Emit("metadata", {"run_id": record.run_id, "attempt": record.attempt})
     context = await build_context(services, record)
     run_input = await _input(services, record)
+    if isinstance(run_input, _Finished):
+        yield Outcome("success", output=run_input.values)
+        return
     final: dict[str, Any] | None = None
     node = "generate"
     try:
@@ -178,6 +195,13 @@ async def _langgraph(services: Services, record: RunRecord) -> AsyncIterator[Ste
         yield Outcome("error", error=error)
         return
     yield Outcome("success", output=final or {})
+
+
+def _output(graph: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The chat output (the graph's output channels) from a finished state."""
+    channels = graph.output_channels
+    keys = [channels] if isinstance(channels, str) else list(channels)
+    return {k: values[k] for k in keys if k in values}
 
 
 def _public_values(values: Any) -> Any:

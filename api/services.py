@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from agents.crew import CrewRunner
 from graphs import WorkflowSpec, build_registry
@@ -226,8 +226,17 @@ async def _open_memory(
     """The checkpointer and the long-term store on Redis. A configured Redis that cannot be
     reached leaves the service up, not ready, until it answers."""
     config = settings.redis
-    # Bounded socket waits: a Redis that stops answering must fail a turn, not hang it.
-    redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    # Bounded socket waits: a Redis that stops answering must fail a turn, not hang it. A
+    # bounded pool that makes commands wait for a free connection (rather than fail, as
+    # redis-py's default pool of 100 does) when many runs are busy at once.
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=config.max_connections,
+        timeout=5,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+    )
+    redis = Redis.from_pool(pool)  # owns the pool: closing the client closes its connections
     stack.push_async_callback(redis.aclose)
     thread_ttl = config.thread_ttl_minutes
     checkpointer = Checkpointer(

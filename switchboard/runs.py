@@ -86,7 +86,10 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> RunRecord:
-        return cls(**json.loads(raw))
+        """A stored record; fields this version does not know (written by another) are
+        ignored, so replicas of two versions can share a queue during a rolling update."""
+        fields = json.loads(raw)
+        return cls(**{k: v for k, v in fields.items() if k in _FIELDS})
 
     @property
     def finished(self) -> bool:
@@ -99,6 +102,9 @@ _ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 
 def assistant_uuid(workflow: str) -> str:
     return str(uuid.uuid5(_ASSISTANT_NAMESPACE, workflow))
+
+
+_FIELDS = frozenset(RunRecord.__dataclass_fields__)
 
 
 def new_run_id() -> str:
@@ -175,19 +181,39 @@ class RunStore:
                 if found is not None:
                     return found
                 await self.redis.set(key, record.run_id, ex=self._retention_s)
-        if await self.redis.xlen(QUEUE) >= self.settings.max_queued:
+        queued = await self.redis.eval(
+            _CREATE,
+            4,
+            QUEUE,
+            self._run(record.run_id),
+            self._thread_runs(record.thread_id),
+            self._active(record.thread_id),
+            self.settings.max_queued,
+            record.to_json(),
+            record.run_id,
+            record.created_at,
+        )
+        if not queued:
             raise QueueFull(f"{self.settings.max_queued} runs are queued or running; try later")
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._run(record.run_id), record.to_json())
-            pipe.zadd(self._thread_runs(record.thread_id), {record.run_id: record.created_at})
-            pipe.zadd(self._active(record.thread_id), {record.run_id: record.created_at})
-            pipe.xadd(QUEUE, {"run_id": record.run_id})
-            await pipe.execute()
         return record
 
     async def get(self, run_id: str) -> RunRecord | None:
         raw = await self.redis.get(self._run(run_id))
         return RunRecord.from_json(raw) if raw else None
+
+    async def start(self, record: RunRecord) -> bool:
+        """Save the record (now running) if the run is at the head of its thread's runs; False
+        (nothing saved) while an earlier run on the thread is unfinished. One round trip."""
+        record.updated_at = time.time()
+        started = await self.redis.eval(
+            _START,
+            2,
+            self._active(record.thread_id),
+            self._run(record.run_id),
+            record.run_id,
+            record.to_json(),
+        )
+        return bool(started)
 
     async def save(self, record: RunRecord) -> None:
         record.updated_at = time.time()
@@ -347,6 +373,28 @@ class RunStore:
             pipe.xdel(QUEUE, entry_id)
             await pipe.execute()
 
+
+# Queued unless the queue is full: the record, the thread's indexes and the queue entry at once.
+_CREATE = """
+if redis.call('xlen', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('set', KEYS[2], ARGV[2])
+redis.call('zadd', KEYS[3], ARGV[4], ARGV[3])
+redis.call('zadd', KEYS[4], ARGV[4], ARGV[3])
+redis.call('xadd', KEYS[1], '*', 'run_id', ARGV[3])
+return 1
+"""
+
+# Saved as started only at the head of its thread's unfinished runs.
+_START = """
+local head = redis.call('zrange', KEYS[1], 0, 0)[1]
+if head and head ~= ARGV[1] then
+  return 0
+end
+redis.call('set', KEYS[2], ARGV[2])
+return 1
+"""
 
 # Renewed if still ours, or taken back if it lapsed and nobody else took it.
 _RENEW = """

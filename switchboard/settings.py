@@ -194,6 +194,9 @@ class RedisSettings(BaseModel):
         "Redis-compatible server (valkey with the RedisJSON and RediSearch modules).",
     )
     port: int = Field(default=0, ge=0, le=65535, description="Embedded server; 0 picks one.")
+    max_connections: int = Field(
+        default=256, ge=8, description="Connections to Redis per process; commands wait for one."
+    )
     thread_ttl_minutes: int | None = Field(
         default=10080, ge=1, description="Threads unused this long expire; empty: never."
     )

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 _CANCEL_POLL_S = 0.1
 # How often a run behind another on its thread checks whether it is its turn.
 _TURN_POLL_S = 0.02
+# A run whose workers died this many times is ended with an error instead of started again.
+_MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +163,12 @@ class Worker:
             self._slots.release()
 
     async def _own(self, entry_id: str, run_id: str) -> None:
-        acquired, record, cancel = await self._store.take(run_id, self.name)
+        try:
+            acquired, record, cancel = await self._store.take(run_id, self.name)
+        except (ValueError, TypeError):  # a record no version of this code can read
+            log.exception("worker %s drops run %s: its record is unreadable", self.name, run_id)
+            await self._store.ack(entry_id)
+            return
         if not acquired:
             return  # another worker holds it: it is alive, so the run is in hand
         try:
@@ -179,17 +186,27 @@ class Worker:
     async def _execute_run(self, record: RunRecord) -> None:
         running = self._running[record.run_id]
         outcome = Outcome("interrupted")
-        if running.cancel is None:
+        if record.attempt >= _MAX_ATTEMPTS and running.cancel is None:
+            # Started that many times and never finished: it is what kills its workers.
+            error = {
+                "message": f"the run was started {record.attempt} times and never finished",
+                "type": "server_error",
+                "code": "run_abandoned",
+            }
+            self._writer.append(record.run_id, "error", error)
+            outcome = Outcome("error", error=error)
+        elif running.cancel is None:
+            record.status = "running"
+            record.attempt += 1
+            record.started_at = record.started_at or time.time()
             try:
-                await self._wait_for_turn(record)
+                # Runs on a thread execute one at a time, oldest first.
+                while not await self._store.start(record):
+                    await asyncio.sleep(_TURN_POLL_S)
             except asyncio.CancelledError:
                 if running.cancel is None:
                     raise  # the worker is stopping, or lost the run
             else:
-                record.status = "running"
-                record.attempt += 1
-                record.started_at = record.started_at or time.time()
-                await self._store.save(record)
                 outcome = await self._execute_events(record)
         if running.lost:
             return  # another worker has the run now; it writes the rest
@@ -208,11 +225,6 @@ class Worker:
             task = asyncio.create_task(self._call_webhook(record), name=f"webhook {record.run_id}")
             self._webhooks.add(task)
             task.add_done_callback(self._webhooks.discard)
-
-    async def _wait_for_turn(self, record: RunRecord) -> None:
-        """Runs on a thread execute one at a time, oldest first."""
-        while (await self._store.active(record.thread_id) or [record.run_id])[0] != record.run_id:
-            await asyncio.sleep(_TURN_POLL_S)
 
     async def _execute_events(self, record: RunRecord) -> Outcome:
         outcome = Outcome("error", error={"message": "the run ended without an outcome"})
