@@ -79,4 +79,28 @@ def build_peer_graph() -> CompiledStateGraph[PeerState, None, RouterInput, Route
     return graph.compile(name="router")
 
 
+def _patch_idle_poll() -> None:
+    """With PEER_IDLE_POLL_MS set: the in-memory queue, idle, waits that long for a run instead
+    of 0.5 s (and takes runs created while it waited), as ../shared/PEERS.md's "patched" row
+    measures, so that the comparison also shows the server's own overhead."""
+    poll_ms = os.environ.get("PEER_IDLE_POLL_MS")
+    if not poll_ms:
+        return
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    from langgraph_runtime_inmem import ops  # type: ignore[import-not-found]  # .venv-peer only
+
+    original = ops.Runs.next
+
+    async def next_run(wait: bool, limit: int = 1) -> AsyncIterator[Any]:
+        if wait:
+            await asyncio.sleep(int(poll_ms) / 1000)
+        async for item in original(False, limit):
+            yield item
+
+    ops.Runs.next = staticmethod(next_run)
+
+
+_patch_idle_poll()
 graph = build_peer_graph()
