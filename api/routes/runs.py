@@ -63,7 +63,9 @@ async def _create(
             owner, _ = await threads.create(thread_id, tenant, {})
         if owner is None or owner.tenant != tenant:
             raise NotFound(f"thread {thread_id!r} not found", param="thread_id")
-        active = await services.runs.active(thread_id)
+        # `enqueue` (the default) needs no look: runs on a thread execute in order anyway.
+        strategy = body.multitask_strategy
+        active = [] if strategy == "enqueue" else await services.runs.active(thread_id)
         if active and body.multitask_strategy == "reject":
             raise ThreadBusy(
                 "the thread is already running a run; wait for it to finish or choose "
