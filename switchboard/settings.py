@@ -217,7 +217,10 @@ class RuntimeSettings(BaseModel):
         "processes do the work.",
     )
     concurrency: int = Field(
-        default=32, ge=1, le=1024, description="Runs one worker executes at once."
+        default=256,
+        ge=1,
+        le=4096,
+        description="Runs one worker executes at once (a run mostly waits on its model).",
     )
     max_queued: int = Field(
         default=10000, ge=1, description="Runs waiting or running; more are refused with 503."
