@@ -48,7 +48,10 @@ class RunEvents:
         async for event in self:
             if event.last:
                 return
-            yield event.id, Event(EventKind(event.name), event.data)
+            native = Event(EventKind(event.name), event.data)
+            if native.kind in (EventKind.END, EventKind.ERROR):
+                self._ended = True  # its outcome is out: closing now must not cancel it
+            yield event.id, native
 
     def close(self, action: CancelAction = "interrupt") -> None:
         """Stop following; cancel the run if it has not ended and this follower owns it. Safe

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -46,10 +47,14 @@ class EventWriter:
         self._store = store
         self._pending: list[tuple[str, str, Any, bool]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None
+        self._appended = 0  # events appended, ever
+        self._written = 0  # of them, the ones a flush has finished with (written or lost)
+        self._progress = asyncio.Condition()
+        self._failures: dict[str, BaseException] = {}  # run id -> why some of its events were lost
 
     def append(self, run_id: str, name: str, data: Any, last: bool = False) -> None:
         self._pending.append((run_id, name, data, last))
+        self._appended += 1
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="event writer")
 
@@ -58,16 +63,22 @@ class EventWriter:
             batch, self._pending = self._pending, []
             try:
                 await self._store.append_many(batch)
-            except Exception as exc:  # Redis down: the runs waiting on drain() fail
+            except Exception as exc:  # Redis down: those runs fail when they drain
                 log.error("could not write %d run events: %s", len(batch), exc)
-                self._failure = exc
+                for run_id, *_ in batch:
+                    self._failures[run_id] = exc
+            async with self._progress:
+                self._written += len(batch)
+                self._progress.notify_all()
 
-    async def drain(self) -> None:
-        """Wait until everything appended so far is in Redis; raise if some of it was lost."""
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
+    async def drain(self, run_id: str) -> None:
+        """Wait until every event appended so far is written (other runs' later events are not
+        waited for); raise if some of this run's were lost."""
+        target = self._appended
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._written >= target)
+        failure = self._failures.pop(run_id, None)
+        if failure is not None:
             raise failure
 
 
@@ -85,6 +96,7 @@ class EventHub:
         self._wake_cursor = "0"
         self._followers: dict[str, set[_Follower]] = {}  # run id -> its followers here
         self._task: asyncio.Task[None] | None = None
+        self._checked = 0.0  # when followed runs were last checked for existence
 
     async def follow(self, run_id: str, after: str = "0") -> AsyncIterator[StoredEvent]:
         """The run's events after the entry id `after`, up to and including its last; ends
@@ -140,8 +152,10 @@ class EventHub:
                 earliest = min((f.cursor for f in followers), key=_position)
                 streams[self._store.events_key(run_id)] = earliest
         reply: Any = await self._redis.xread(streams, count=512, block=_BLOCK_MS)
+        if time.monotonic() - self._checked > _BLOCK_MS / 1000:
+            self._checked = time.monotonic()
+            await self._end_expired()  # also under load: a deleted run has no closing event
         if not reply:
-            await self._end_expired()
             return
         for key, entries in reply:
             name = _text(key)
@@ -157,7 +171,7 @@ class EventHub:
                         follower.queue.put_nowait(event)
 
     async def _end_expired(self) -> None:
-        """An idle round: end the followers of runs that no longer exist."""
+        """End the followers of runs that no longer exist (expired, deleted, rolled back)."""
         run_ids = list(self._followers)
         if not run_ids:
             return

@@ -197,6 +197,11 @@ class RunStore:
             raise QueueFull(f"{self.settings.max_queued} runs are queued or running; try later")
         return record
 
+    async def idempotent(self, tenant: str, key: str) -> RunRecord | None:
+        """The run an idempotency key created, if it still exists."""
+        run_id = await self.redis.get(self._idempotency(tenant, key))
+        return await self.get(_text(run_id)) if run_id else None
+
     async def get(self, run_id: str) -> RunRecord | None:
         raw = await self.redis.get(self._run(run_id))
         return RunRecord.from_json(raw) if raw else None
@@ -243,25 +248,29 @@ class RunStore:
         return [_text(i) for i in await self.redis.zrange(self._active(thread_id), 0, -1)]
 
     async def finish(self, record: RunRecord, summary: dict[str, Any]) -> None:
-        """In one transaction: the run's closing event (`summary`), its final state saved, and
-        the next run on its thread let go — so a crash never leaves one without the others."""
+        """In one script: the run's closing event (`summary`), its final state saved, and the
+        next run on its thread let go — so a crash never leaves one without the others. A run
+        deleted meanwhile (its thread forgotten) is not brought back."""
         record.updated_at = time.time()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                self._events(record.run_id),
-                self._fields("end", summary, last=True),  # type: ignore[arg-type]
-                maxlen=self.settings.events_max_len,
-                approximate=True,
-            )
-            pipe.set(self._run(record.run_id), record.to_json(), ex=self._retention_s)
-            pipe.zrem(self._active(record.thread_id), record.run_id)
-            pipe.expire(self._events(record.run_id), self._retention_s)
-            await pipe.execute()
+        await self.redis.eval(
+            _FINISH,
+            4,
+            self._run(record.run_id),
+            self._events(record.run_id),
+            self._active(record.thread_id),
+            self._thread_runs(record.thread_id),
+            record.to_json(),
+            json.dumps(summary, default=str),
+            record.run_id,
+            self._retention_s,
+            self.settings.events_max_len,
+        )
 
     async def forget_thread(self, thread_id: str) -> int:
         """Delete the thread's runs and their events; how many runs there were."""
         ids = [_text(i) for i in await self.redis.zrange(self._thread_runs(thread_id), 0, -1)]
-        keys = [k for i in ids for k in (self._run(i), self._events(i), self._cancel(i))]
+        # Cancel keys stay (they expire): a run in flight must still see its cancellation.
+        keys = [k for i in ids for k in (self._run(i), self._events(i))]
         await self.redis.delete(self._thread_runs(thread_id), self._active(thread_id), *keys)
         return len(ids)
 
@@ -383,6 +392,18 @@ redis.call('set', KEYS[2], ARGV[2])
 redis.call('zadd', KEYS[3], ARGV[4], ARGV[3])
 redis.call('zadd', KEYS[4], ARGV[4], ARGV[3])
 redis.call('xadd', KEYS[1], '*', 'run_id', ARGV[3])
+return 1
+"""
+
+_FINISH = """
+if redis.call('exists', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('xadd', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', 'end', 'd', ARGV[2], 'last', '1')
+redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[4])
+redis.call('zrem', KEYS[3], ARGV[3])
+redis.call('expire', KEYS[2], ARGV[4])
+redis.call('expire', KEYS[4], ARGV[4])
 return 1
 """
 

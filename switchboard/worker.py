@@ -78,6 +78,7 @@ class _Running:
     task: asyncio.Task[None]
     cancel: CancelAction | None = None
     lost: bool = False
+    ended: bool = False  # its outcome is known: a cancel now would only lose it
 
 
 def worker_name() -> str:
@@ -177,7 +178,8 @@ class Worker:
                 return
             self._running[run_id].cancel = cancel
             await self._execute_run(record)
-            await self._store.ack(entry_id)
+            if not self._running[run_id].lost:  # else the entry is another worker's now
+                await self._store.ack(entry_id)
         finally:
             running = self._running.get(run_id)
             if running is None or not running.lost:
@@ -198,10 +200,15 @@ class Worker:
         elif running.cancel is None:
             record.status = "running"
             record.attempt += 1
-            record.started_at = record.started_at or time.time()
+            first_start = record.started_at is None
             try:
-                # Runs on a thread execute one at a time, oldest first.
-                while not await self._store.start(record):
+                # Runs on a thread execute one at a time, oldest first. The start time is when
+                # its turn came: checkpoints after it are this run's, not the one before it.
+                while True:
+                    if first_start:
+                        record.started_at = time.time()
+                    if await self._store.start(record):
+                        break
                     await asyncio.sleep(_TURN_POLL_S)
             except asyncio.CancelledError:
                 if running.cancel is None:
@@ -210,16 +217,19 @@ class Worker:
                 outcome = await self._execute_events(record)
         if running.lost:
             return  # another worker has the run now; it writes the rest
+        running.ended = True
         record.status, record.output, record.error = outcome.status, outcome.output, outcome.error
         if running.cancel == "rollback":
             await self._rollback(record)
+            if record.stateless:
+                await self._forget_thread(record)
             self._writer.append(record.run_id, "end", _summary(record), last=True)
-            await self._writer.drain()
+            await self._writer.drain(record.run_id)
             await self._store.delete(record)
             return
         if record.stateless:
             await self._forget_thread(record)
-        await self._writer.drain()  # every event of the run before its closing one
+        await self._writer.drain(record.run_id)  # every event of the run before its closing one
         await self._store.finish(record, _summary(record))
         if record.webhook:
             task = asyncio.create_task(self._call_webhook(record), name=f"webhook {record.run_id}")
@@ -276,7 +286,9 @@ class Worker:
     async def _watch_cancels(self) -> None:
         while True:
             await asyncio.sleep(_CANCEL_POLL_S)
-            waiting = [r for r, run in self._running.items() if run.cancel is None]
+            waiting = [
+                r for r, run in self._running.items() if run.cancel is None and not run.ended
+            ]
             try:
                 requests = await self._store.cancel_requests(waiting)
             except Exception:

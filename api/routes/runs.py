@@ -48,6 +48,12 @@ async def _create(
     idempotency_key: str | None,
 ) -> RunRecord:
     spec = find_workflow(services, body.assistant_id)
+    if idempotency_key is not None:
+        # A retry returns its run before anything else happens (no second cancellation of the
+        # thread's runs by `interrupt`/`rollback`).
+        existing = await services.runs.idempotent(tenant, idempotency_key)
+        if existing is not None:
+            return existing
     if body.config and body.config.configurable and body.context:
         raise InvalidRequest("give the run's options as `context` or as `config`, not both")
     options = body.options()
@@ -95,12 +101,13 @@ async def _create(
 
 
 def _locations(record: RunRecord, stateless: bool) -> dict[str, str]:
-    base = (
-        f"/runs/{record.run_id}"
-        if stateless
-        else f"/threads/{record.thread_id}/runs/{record.run_id}"
-    )
-    return {"Content-Location": base, "Location": f"{base}/stream"}
+    """Where the run is, and where its stream is joined (the SDK reconnects there; a stateless
+    run's stream is joined through its temporary thread)."""
+    thread_run = f"/threads/{record.thread_id}/runs/{record.run_id}"
+    return {
+        "Content-Location": f"/runs/{record.run_id}" if stateless else thread_run,
+        "Location": f"{thread_run}/stream",
+    }
 
 
 def _frame(event: StoredEvent) -> bytes:
@@ -280,7 +287,9 @@ async def join_run_stream(
     services: ServicesDep,
     tenant: TenantDep,
     cancel_on_disconnect: bool = False,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=64, pattern=r"^\d+(-\d+)?$")
+    ] = None,
 ) -> StreamingResponse:
     """The run's events after `Last-Event-ID` (all of them without it), then live ones."""
     record = await _run(services, tenant, thread_id, run_id)

@@ -234,7 +234,9 @@ async def test_resume_a_dropped_stream_with_last_event_id(
             rest = [event async for event in _sse(response)]
         async with http.stream("GET", path) as response:
             whole = [event async for event in _sse(response)]
+        malformed = await http.get(path, headers={"Last-Event-ID": "abc"})
     assert first + rest == whole
+    assert malformed.status_code == 422 and "Last-Event-ID" in malformed.json()["detail"]
     assert whole[-1][1].startswith("end")
 
 
