@@ -172,29 +172,30 @@ class RunStore:
             raise QueueUnavailable(f"the run queue (Redis) is unavailable: {exc}") from exc
 
     async def _create(self, record: RunRecord, idempotency_key: str | None) -> RunRecord:
-        if idempotency_key is not None:
-            key = self._idempotency(record.tenant, idempotency_key)
-            claimed = await self.redis.set(key, record.run_id, nx=True, ex=self._retention_s)
-            if not claimed:
-                existing = await self.redis.get(key)
-                found = await self.get(_text(existing)) if existing else None
-                if found is not None:
-                    return found
-                await self.redis.set(key, record.run_id, ex=self._retention_s)
-        queued = await self.redis.eval(
+        # The key is claimed in the same script that queues the run, so two requests racing
+        # with one key make one run.
+        key = self._idempotency(record.tenant, idempotency_key) if idempotency_key else ""
+        outcome = await self.redis.eval(
             _CREATE,
-            4,
+            5,
             QUEUE,
             self._run(record.run_id),
             self._thread_runs(record.thread_id),
             self._active(record.thread_id),
+            key or f"{_PREFIX}idempotency:-",
             self.settings.max_queued,
             record.to_json(),
             record.run_id,
             record.created_at,
+            self._retention_s if key else 0,
+            f"{_PREFIX}run:",
         )
-        if not queued:
+        if outcome == 0:
             raise QueueFull(f"{self.settings.max_queued} runs are queued or running; try later")
+        if outcome != 1:  # the run this key created before
+            existing = await self.get(_text(outcome))
+            if existing is not None:
+                return existing
         return record
 
     async def idempotent(self, tenant: str, key: str) -> RunRecord | None:
@@ -384,9 +385,19 @@ class RunStore:
 
 
 # Queued unless the queue is full: the record, the thread's indexes and the queue entry at once.
+# With an idempotency key (ARGV[5] > 0): the run the key made, if it still exists, instead.
 _CREATE = """
+if tonumber(ARGV[5]) > 0 then
+  local existing = redis.call('get', KEYS[5])
+  if existing and redis.call('exists', ARGV[6] .. existing) == 1 then
+    return existing
+  end
+end
 if redis.call('xlen', KEYS[1]) >= tonumber(ARGV[1]) then
   return 0
+end
+if tonumber(ARGV[5]) > 0 then
+  redis.call('set', KEYS[5], ARGV[3], 'EX', ARGV[5])
 end
 redis.call('set', KEYS[2], ARGV[2])
 redis.call('zadd', KEYS[3], ARGV[4], ARGV[3])

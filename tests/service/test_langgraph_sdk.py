@@ -266,13 +266,16 @@ async def test_idempotency_key_returns_the_same_run(
     backend.set_default(Reply(text="Once."), model="generator")
     thread_id = (await client.threads.create())["thread_id"]
     key = {"Idempotency-Key": uuid.uuid4().hex}
-    first = await client.runs.create(
-        thread_id, "switchboard", input=_input("Once?"), context=DIRECT, headers=key
-    )
-    again = await client.runs.create(
-        thread_id, "switchboard", input=_input("Once?"), context=DIRECT, headers=key
-    )
-    assert again["run_id"] == first["run_id"]
+
+    async def create() -> dict[str, Any]:
+        run: dict[str, Any] = await client.runs.create(
+            thread_id, "switchboard", input=_input("Once?"), context=DIRECT, headers=key
+        )
+        return run
+
+    first, racing = await asyncio.gather(create(), create())  # two at once: one run
+    again = await create()  # and a retry later
+    assert racing["run_id"] == first["run_id"] == again["run_id"]
     await client.runs.join(thread_id, first["run_id"])
     assert [r["run_id"] for r in await client.runs.list(thread_id)] == [first["run_id"]]
     generations = [r for r in backend.requests if r.get("model") == "generator"]
