@@ -209,7 +209,3 @@ def _public_values(values: Any) -> Any:
     if isinstance(values, dict):
         return {k: v for k, v in values.items() if k not in ("prompt", "memories")}
     return values
-
-
-def native_event(name: str, data: Any) -> Event:
-    return Event(EventKind(name), data)

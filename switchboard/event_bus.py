@@ -24,16 +24,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from switchboard.runs import RunStore, StoredEvent
+from switchboard.runs import RunStore, StoredEvent, as_text
 
 log = logging.getLogger(__name__)
 
 # Below the Redis client's 5 s socket timeout.
 _BLOCK_MS = 2000
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _position(entry_id: str) -> tuple[int, int]:
@@ -158,13 +154,13 @@ class EventHub:
         if not reply:
             return
         for key, entries in reply:
-            name = _text(key)
+            name = as_text(key)
             if name == self._wake:
-                self._wake_cursor = _text(entries[-1][0])
+                self._wake_cursor = as_text(entries[-1][0])
                 continue
             run_id = self._store.run_of_events_key(name)
             for entry_id, fields in entries:
-                event = _stored(_text(entry_id), fields)
+                event = _stored(as_text(entry_id), fields)
                 for follower in list(self._followers.get(run_id, ())):
                     if _position(event.id) > _position(follower.cursor):
                         follower.cursor = event.id
@@ -183,5 +179,5 @@ class EventHub:
 
 
 def _stored(entry_id: str, fields: dict[Any, Any]) -> StoredEvent:
-    decoded = {_text(k): _text(v) for k, v in fields.items()}
+    decoded = {as_text(k): as_text(v) for k, v in fields.items()}
     return StoredEvent(entry_id, decoded["e"], json.loads(decoded["d"]), "last" in decoded)

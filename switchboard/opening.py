@@ -30,16 +30,6 @@ class Opening(Generic[T]):
         self._error: str | None = None
         self._settled = asyncio.Event()
 
-    @classmethod
-    def done(cls, name: str, value: T | None, error: str | None = None) -> Opening[T]:
-        """One already settled: `value`, or off because of `error`."""
-        opening: Opening[T] = cls(name)
-        if value is not None:
-            opening.open(value)
-        else:
-            opening.fail(error or "off")
-        return opening
-
     @property
     def state(self) -> State:
         if not self._settled.is_set():

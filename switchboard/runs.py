@@ -120,7 +120,8 @@ class StoredEvent:
     last: bool
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A Redis reply (bytes, or str from a decoding client) as str."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -193,7 +194,7 @@ class RunStore:
         if outcome == 0:
             raise QueueFull(f"{self.settings.max_queued} runs are queued or running; try later")
         if outcome != 1:  # the run this key created before
-            existing = await self.get(_text(outcome))
+            existing = await self.get(as_text(outcome))
             if existing is not None:
                 return existing
         return record
@@ -201,7 +202,7 @@ class RunStore:
     async def idempotent(self, tenant: str, key: str) -> RunRecord | None:
         """The run an idempotency key created, if it still exists."""
         run_id = await self.redis.get(self._idempotency(tenant, key))
-        return await self.get(_text(run_id)) if run_id else None
+        return await self.get(as_text(run_id)) if run_id else None
 
     async def get(self, run_id: str) -> RunRecord | None:
         raw = await self.redis.get(self._run(run_id))
@@ -221,11 +222,6 @@ class RunStore:
         )
         return bool(started)
 
-    async def save(self, record: RunRecord) -> None:
-        record.updated_at = time.time()
-        ttl = self._retention_s if record.finished else None
-        await self.redis.set(self._run(record.run_id), record.to_json(), ex=ttl)
-
     async def delete(self, record: RunRecord) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._run(record.run_id), self._events(record.run_id))
@@ -236,17 +232,21 @@ class RunStore:
     async def list_runs(
         self, thread_id: str, limit: int = 10, offset: int = 0, status: str | None = None
     ) -> list[RunRecord]:
-        """The thread's runs, newest first."""
-        ids = await self.redis.zrevrange(self._thread_runs(thread_id), 0, -1)
-        raws = await self.redis.mget([self._run(_text(i)) for i in ids]) if ids else []
+        """The thread's runs, newest first. Without a status, only the page is read."""
+        key = self._thread_runs(thread_id)
+        if status is None:
+            ids = await self.redis.zrevrange(key, offset, offset + limit - 1)
+        else:
+            ids = await self.redis.zrevrange(key, 0, -1)
+        raws = await self.redis.mget([self._run(as_text(i)) for i in ids]) if ids else []
         records = [RunRecord.from_json(r) for r in raws if r]
-        if status is not None:
-            records = [r for r in records if r.status == status]
-        return records[offset : offset + limit]
+        if status is None:
+            return records
+        return [r for r in records if r.status == status][offset : offset + limit]
 
     async def active(self, thread_id: str) -> list[str]:
         """The thread's unfinished runs, oldest (executing or next) first."""
-        return [_text(i) for i in await self.redis.zrange(self._active(thread_id), 0, -1)]
+        return [as_text(i) for i in await self.redis.zrange(self._active(thread_id), 0, -1)]
 
     async def finish(self, record: RunRecord, summary: dict[str, Any]) -> None:
         """In one script: the run's closing event (`summary`), its final state saved, and the
@@ -269,7 +269,7 @@ class RunStore:
 
     async def forget_thread(self, thread_id: str) -> int:
         """Delete the thread's runs and their events; how many runs there were."""
-        ids = [_text(i) for i in await self.redis.zrange(self._thread_runs(thread_id), 0, -1)]
+        ids = [as_text(i) for i in await self.redis.zrange(self._thread_runs(thread_id), 0, -1)]
         # Cancel keys stay (they expire): a run in flight must still see its cancellation.
         keys = [k for i in ids for k in (self._run(i), self._events(i))]
         await self.redis.delete(self._thread_runs(thread_id), self._active(thread_id), *keys)
@@ -316,7 +316,9 @@ class RunStore:
         if not run_ids:
             return {}
         values = await self.redis.mget([self._cancel(r) for r in run_ids])
-        return {r: cast(CancelAction, _text(v)) for r, v in zip(run_ids, values, strict=True) if v}
+        return {
+            r: cast(CancelAction, as_text(v)) for r, v in zip(run_ids, values, strict=True) if v
+        }
 
     # Leases.
     async def take(
@@ -330,7 +332,7 @@ class RunStore:
             pipe.get(self._cancel(run_id))
             acquired, raw, cancel = await pipe.execute()
         record = RunRecord.from_json(raw) if raw else None
-        return bool(acquired), record, cast(CancelAction, _text(cancel)) if cancel else None
+        return bool(acquired), record, cast(CancelAction, as_text(cancel)) if cancel else None
 
     async def renew(self, run_ids: Sequence[str], worker: str) -> list[str]:
         """Renew this worker's leases; the runs whose lease another worker now holds."""
@@ -361,14 +363,14 @@ class RunStore:
         )
         if not reply:
             return []
-        return [(_text(e), _text(f[b"run_id"])) for e, f in reply[0][1]]
+        return [(as_text(e), as_text(f[b"run_id"])) for e, f in reply[0][1]]
 
     async def reclaim(self, consumer: str, count: int) -> list[tuple[str, str]]:
         """Runs whose worker stopped renewing them (idle longer than a lease)."""
         reply: Any = await self.redis.xautoclaim(
             QUEUE, GROUP, consumer, min_idle_time=self.settings.lease_ms, count=count
         )
-        return [(_text(e), _text(f[b"run_id"])) for e, f in reply[1] if f]
+        return [(as_text(e), as_text(f[b"run_id"])) for e, f in reply[1] if f]
 
     async def touch(self, consumer: str, entry_ids: Sequence[str]) -> None:
         """Reset the idle time of entries this worker is executing (a heartbeat)."""

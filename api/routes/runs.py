@@ -152,6 +152,34 @@ async def _outcome(run: RunEvents) -> dict[str, Any]:
     return output
 
 
+async def _created(
+    services: Services, tenant: str, thread_id: str | None, body: RunCreate, key: str | None
+) -> JSONResponse:
+    record = await _create(services, tenant, thread_id, body, key)
+    return JSONResponse(public_run(record), headers=_locations(record, thread_id is None))
+
+
+async def _streamed(
+    services: Services, tenant: str, thread_id: str | None, body: RunCreate, key: str | None
+) -> StreamingResponse:
+    record = await _create(services, tenant, thread_id, body, key)
+    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
+    return sse_response(_stream(run, None), _locations(record, thread_id is None))
+
+
+async def _waited(
+    services: Services, tenant: str, thread_id: str | None, body: RunCreate, key: str | None
+) -> JSONResponse:
+    record = await _create(services, tenant, thread_id, body, key)
+    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
+    headers = _locations(record, thread_id is None)
+    headers["Location"] = f"/threads/{record.thread_id}/runs/{record.run_id}/join"
+    return JSONResponse(await _outcome(run), headers=headers)
+
+
+_SSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
+
+
 # Runs on a thread.
 @router.post("/threads/{thread_id}/runs")
 async def create_run(
@@ -161,15 +189,10 @@ async def create_run(
     tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    record = await _create(services, tenant, thread_id, body, idempotency_key)
-    return JSONResponse(public_run(record), headers=_locations(record, False))
+    return await _created(services, tenant, thread_id, body, idempotency_key)
 
 
-@router.post(
-    "/threads/{thread_id}/runs/stream",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
-)
+@router.post("/threads/{thread_id}/runs/stream", response_class=StreamingResponse, responses=_SSE)
 async def stream_run(
     thread_id: str,
     body: RunCreate,
@@ -177,9 +200,7 @@ async def stream_run(
     tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
-    record = await _create(services, tenant, thread_id, body, idempotency_key)
-    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
-    return sse_response(_stream(run, None), _locations(record, False))
+    return await _streamed(services, tenant, thread_id, body, idempotency_key)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
@@ -190,11 +211,7 @@ async def wait_run(
     tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    record = await _create(services, tenant, thread_id, body, idempotency_key)
-    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
-    locations = _locations(record, False)
-    locations["Location"] = locations["Content-Location"] + "/join"
-    return JSONResponse(await _outcome(run), headers=locations)
+    return await _waited(services, tenant, thread_id, body, idempotency_key)
 
 
 # Stateless runs: a thread of their own, forgotten when they end (`on_completion: keep` keeps it).
@@ -205,24 +222,17 @@ async def create_stateless_run(
     tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    record = await _create(services, tenant, None, body, idempotency_key)
-    return JSONResponse(public_run(record), headers=_locations(record, True))
+    return await _created(services, tenant, None, body, idempotency_key)
 
 
-@router.post(
-    "/runs/stream",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
-)
+@router.post("/runs/stream", response_class=StreamingResponse, responses=_SSE)
 async def stream_stateless_run(
     body: RunCreate,
     services: ServicesDep,
     tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
-    record = await _create(services, tenant, None, body, idempotency_key)
-    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
-    return sse_response(_stream(run, None), _locations(record, True))
+    return await _streamed(services, tenant, None, body, idempotency_key)
 
 
 @router.post("/runs/wait")
@@ -232,9 +242,7 @@ async def wait_stateless_run(
     tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    record = await _create(services, tenant, None, body, idempotency_key)
-    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
-    return JSONResponse(await _outcome(run), headers={"Content-Location": f"/runs/{record.run_id}"})
+    return await _waited(services, tenant, None, body, idempotency_key)
 
 
 # Reading, joining and cancelling.
@@ -276,9 +284,7 @@ async def join_run(
 
 
 @router.get(
-    "/threads/{thread_id}/runs/{run_id}/stream",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    "/threads/{thread_id}/runs/{run_id}/stream", response_class=StreamingResponse, responses=_SSE
 )
 async def join_run_stream(
     thread_id: str,
