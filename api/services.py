@@ -28,8 +28,9 @@ from switchboard.event_bus import EventHub
 from switchboard.llm import LLMPool
 from switchboard.llm.local import LocalLlamaServer
 from switchboard.opening import Opening
-from switchboard.runs import RunStore
+from switchboard.runs import RunRecord, RunStore
 from switchboard.settings import Settings
+from switchboard.worker import Worker
 
 if TYPE_CHECKING:
     from memory.qdrant import QdrantStore  # imported in the background: `_open_retrieval`
@@ -113,6 +114,16 @@ class Services:
     events: EventHub  # follows the runs' event Streams that this process's clients read
     background: BackgroundJobs  # what follows turns (remembering), waited for at shutdown
     crew: CrewRunner | None  # None: the crew route and workflow are off
+    worker: Worker | None = None  # the worker inside this process, while it runs
+
+    async def submit(self, record: RunRecord, idempotency_key: str | None = None) -> RunRecord:
+        """Queue a run: through this process's worker when it has one (which may start it at
+        once), else for whichever worker reads the queue first. Returns the run (with an
+        idempotency key already used, the run that key created)."""
+        if self.worker is not None:
+            return await self.worker.submit(record, idempotency_key)
+        created, _ = await self.runs.create(record, idempotency_key)
+        return created
 
     @property
     def redis(self) -> Redis:

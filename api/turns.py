@@ -28,7 +28,7 @@ class Turn:
     async def start(self, services: Services) -> RunEvents:
         """Queue the run for a worker and follow its events; closing them cancels the run
         (a chat client that goes away does not want the rest)."""
-        await services.runs.create(self.record)
+        await services.submit(self.record)
         return RunEvents(services, self.record.run_id, cancel_on_close=True)
 
 
@@ -78,7 +78,7 @@ async def prepare_turn(
     memory = services.memory
     await memory.ensure_ready()
     owner = await memory.threads.claim(thread_id, tenant, options.user, spec.name)
-    if owner.tenant != tenant:
+    if owner is None or owner.tenant != tenant:
         # Another tenant's thread: answered as if it did not exist, so ids do not leak.
         raise NotFound(f"thread {thread_id!r} not found", param="thread_id")
     return Turn(

@@ -19,7 +19,9 @@ from switchboard.worker import Worker
 log = logging.getLogger(__name__)
 
 
-def make_worker(services: Services, name: str | None = None) -> Worker:
+def make_worker(services: Services, name: str | None = None, in_api: bool = False) -> Worker:
+    """`in_api`: the worker runs inside an API process, whose followers it feeds directly."""
+
     async def rollback(record: RunRecord) -> None:
         await rollback_thread(services, record)
 
@@ -36,6 +38,7 @@ def make_worker(services: Services, name: str | None = None) -> Worker:
         forget_thread,
         services.settings.runtime,
         name,
+        hub=services.events if in_api else None,
     )
 
 
@@ -45,11 +48,13 @@ async def worker_running(services: Services) -> AsyncIterator[Worker | None]:
     if not services.settings.runtime.worker:
         yield None
         return
-    worker = make_worker(services)
+    worker = make_worker(services, in_api=True)
     task = asyncio.create_task(worker.run(), name=f"worker {worker.name}")
+    services.worker = worker
     try:
         yield worker
     finally:
+        services.worker = None
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

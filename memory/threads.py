@@ -194,39 +194,33 @@ class ThreadRegistry:
         return _owner(thread_id, raw) if raw else None
 
     async def claim(
-        self, thread_id: str, tenant: str, user: str | None, workflow: str
-    ) -> ThreadOwner:
-        """Record a turn on the thread: the first turn makes the tenant (and user) its owner;
-        later turns refresh its expiry. Returns the owner, which the caller compares."""
+        self, thread_id: str, tenant: str, user: str | None, workflow: str, create: bool = True
+    ) -> ThreadOwner | None:
+        """Record a turn on the thread, in one round trip: the first turn makes the tenant (and
+        user) its owner; later turns of the owner refresh its expiry; another tenant's thread is
+        left alone. Returns the owner, which the caller compares (None: no such thread and
+        `create` is False)."""
         key = self._key(thread_id)
-        fields = {
-            "tenant": tenant,
-            "user": user or "",
-            "workflow": workflow,
-            "created_at": str(time.time()),
-        }
         try:
-            # One round trip: the owner fields are set only while the thread is new.
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for name, value in fields.items():
-                    pipe.hsetnx(key, name, value)
-                if self._ttl:
-                    pipe.expire(key, self._ttl)
-                pipe.zadd(self._tenant_key(tenant), {thread_id: time.time()}, nx=True)
-                pipe.hgetall(key)
-                replies = await pipe.execute()
-            owner = _owner(thread_id, replies[-1])
-            if user and (owner.tenant, owner.user) == (tenant, user):
-                # The owner's list of threads (for forgetting them), refreshed with the thread.
-                user_key = self._user_key(tenant, user)
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.sadd(user_key, thread_id)
-                    if self._ttl:
-                        pipe.expire(user_key, self._ttl)
-                    await pipe.execute()
+            raw = await self._redis.eval(
+                _CLAIM,
+                3,
+                key,
+                self._tenant_key(tenant),
+                self._user_key(tenant, user or "-"),
+                tenant,
+                user or "",
+                workflow,
+                str(time.time()),
+                self._ttl or 0,
+                1 if create else 0,
+                thread_id,
+            )
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
-        return owner
+        if not raw:
+            return None
+        return _owner(thread_id, dict(zip(raw[::2], raw[1::2], strict=True)))
 
     async def threads_of(self, tenant: str, user: str) -> list[str]:
         try:
@@ -243,6 +237,36 @@ class ThreadRegistry:
                 await self._redis.srem(self._user_key(owner.tenant, owner.user), owner.thread_id)
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
+
+
+# The owner's fields set only while the thread is new; the owner's later turns refresh its expiry
+# and its place in the owner's lists (the tenant's, for search; the user's, for forgetting).
+_CLAIM = """
+local owner = redis.call('hget', KEYS[1], 'tenant')
+if not owner then
+  if ARGV[6] == '0' then
+    return false
+  end
+  redis.call('hset', KEYS[1], 'tenant', ARGV[1], 'created_at', ARGV[4])
+  owner = ARGV[1]
+end
+if owner == ARGV[1] then
+  redis.call('hsetnx', KEYS[1], 'user', ARGV[2])
+  redis.call('hsetnx', KEYS[1], 'workflow', ARGV[3])
+  redis.call('hsetnx', KEYS[1], 'created_at', ARGV[4])
+  if tonumber(ARGV[5]) > 0 then
+    redis.call('expire', KEYS[1], ARGV[5])
+  end
+  redis.call('zadd', KEYS[2], 'NX', ARGV[4], ARGV[7])
+  if ARGV[2] ~= '' and redis.call('hget', KEYS[1], 'user') == ARGV[2] then
+    redis.call('sadd', KEYS[3], ARGV[7])
+    if tonumber(ARGV[5]) > 0 then
+      redis.call('expire', KEYS[3], ARGV[5])
+    end
+  end
+end
+return redis.call('hgetall', KEYS[1])
+"""
 
 
 def _owner(thread_id: str, raw: dict[Any, Any]) -> ThreadOwner:

@@ -4,6 +4,14 @@
 has accumulated in one pipeline, then the next batch — under load many runs' tokens share a round
 trip, alone a token goes out at once. Each event stays its own Stream entry (one SSE event).
 
+Inside an API process (the default: `switchboard serve` runs a worker), a run's events are also
+handed straight to that process's followers of the run, as they are made: no wait for Redis, no
+read back and no decoding. The hub keeps the run's latest events while it executes here, so a
+follower that joins late or resumes after `Last-Event-ID` is served from them too, unless it
+is further behind (then it catches up from Redis first). A follower goes back to reading Redis
+if the run leaves this process (its worker lost it or stopped). Both paths carry the Stream's
+entry ids, and a follower takes an event only once.
+
 `EventHub` (an API process's): one task follows every stream this process's clients are reading
 with a single blocking `XREAD` over all their keys and hands the entries out; a new follower
 wakes it through a Stream of its own, so it is read from at once. Clients therefore hold no Redis
@@ -14,22 +22,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
-from switchboard.runs import RunStore, StoredEvent, as_text
+from switchboard.runs import RunStore, StoredEvent, as_text, encode
 
 log = logging.getLogger(__name__)
 
 # Below the Redis client's 5 s socket timeout.
 _BLOCK_MS = 2000
+# Events of each run executing here kept in memory, for followers that join late or fall behind
+# (older ones are read from Redis).
+_RECENT = 1024
 
 
 def _position(entry_id: str) -> tuple[int, int]:
@@ -39,38 +51,89 @@ def _position(entry_id: str) -> tuple[int, int]:
 
 
 class EventWriter:
-    def __init__(self, store: RunStore) -> None:
+    """A worker's events, written in batches.
+
+    Alone (a `switchboard worker` process), each batch goes out as soon as the last one is
+    written. With a hub (the worker runs inside an API process), a run that starts here fresh
+    gets its entry ids from the writer (`<start ms>-<n>`: its Stream is empty, so they are valid
+    and in order); each event is handed to the hub at once with its id and written `delay_ms`
+    later with the others of that moment — many tokens in one round trip, none waiting for it.
+    """
+
+    def __init__(self, store: RunStore, hub: EventHub | None = None, delay_ms: int = 0) -> None:
         self._store = store
-        self._pending: list[tuple[str, str, Any, bool]] = []
+        self._hub = hub
+        self._delay_s = delay_ms / 1000 if hub is not None else 0.0
+        self._pending: list[_Pending] = []
+        self._ids: dict[str, list[int]] = {}  # run -> [start ms, last sequence number]
+        self._hurry = asyncio.Event()  # write now: a drain, or an event without an id waits
         self._flusher: asyncio.Task[None] | None = None
         self._appended = 0  # events appended, ever
         self._written = 0  # of them, the ones a flush has finished with (written or lost)
         self._progress = asyncio.Condition()
         self._failures: dict[str, BaseException] = {}  # run id -> why some of its events were lost
 
+    def open(self, run_id: str, fresh: bool) -> None:
+        """The run executes here from now on; `fresh`: none of its events was written before."""
+        if self._hub is None:
+            return
+        if fresh:
+            self._ids[run_id] = [int(time.time() * 1000), 0]
+        self._hub.produce(run_id, fresh)
+
+    def close(self, run_id: str) -> None:
+        """The run no longer executes here (ended, lost or stopped)."""
+        self._ids.pop(run_id, None)
+        if self._hub is not None:
+            self._hub.release(run_id)
+
     def append(self, run_id: str, name: str, data: Any, last: bool = False) -> None:
-        self._pending.append((run_id, name, data, last))
+        encoded = encode(data)
+        counter = self._ids.get(run_id)
+        entry_id = None
+        if counter is not None and self._hub is not None:
+            counter[1] += 1
+            entry_id = f"{counter[0]}-{counter[1]}"
+            self._hub.publish(run_id, StoredEvent(entry_id, name, data, encoded, last))
+        else:
+            self._hurry.set()
+        self._pending.append(_Pending(run_id, name, data, encoded, last, entry_id))
         self._appended += 1
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="event writer")
 
     async def _flush(self) -> None:
         while self._pending:
+            if self._delay_s and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._delay_s):
+                        await self._hurry.wait()
+            self._hurry.clear()
             batch, self._pending = self._pending, []
             try:
-                await self._store.append_many(batch)
+                written = await self._store.append_many(
+                    [(e.run_id, e.name, e.encoded, e.last, e.entry_id) for e in batch]
+                )
             except Exception as exc:  # Redis down: those runs fail when they drain
                 log.error("could not write %d run events: %s", len(batch), exc)
-                for run_id, *_ in batch:
-                    self._failures[run_id] = exc
+                written = [exc] * len(batch)
+            for event, outcome in zip(batch, written, strict=True):
+                if isinstance(outcome, BaseException):
+                    self._failures[event.run_id] = outcome
+                elif event.entry_id is None and self._hub is not None:
+                    self._hub.publish(
+                        event.run_id,
+                        StoredEvent(outcome, event.name, event.data, event.encoded, event.last),
+                    )
             async with self._progress:
                 self._written += len(batch)
                 self._progress.notify_all()
 
     async def drain(self, run_id: str) -> None:
-        """Wait until every event appended so far is written (other runs' later events are not
+        """Write every event appended so far and wait for it (other runs' later events are not
         waited for); raise if some of this run's were lost."""
         target = self._appended
+        self._hurry.set()
         async with self._progress:
             await self._progress.wait_for(lambda: self._written >= target)
         failure = self._failures.pop(run_id, None)
@@ -78,10 +141,44 @@ class EventWriter:
             raise failure
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    run_id: str
+    name: str
+    data: Any
+    encoded: bytes
+    last: bool
+    entry_id: str | None  # given here (already handed to the hub), or None: Redis assigns it
+
+
 @dataclass(slots=True, eq=False)
 class _Follower:
     cursor: str
     queue: asyncio.Queue[StoredEvent | None] = field(default_factory=asyncio.Queue)
+    # Fed by this process's worker (not read from Redis): the run executes here and the
+    # follower has every event of it so far.
+    local: bool = False
+    done: bool = False  # it has the run's last event
+
+
+@dataclass(slots=True)
+class _Produced:
+    """A run this process executes: its latest events, for followers that join or fall behind."""
+
+    complete: bool  # `recent` holds every event of the run (it started here fresh; none dropped)
+    recent: deque[StoredEvent] = field(default_factory=lambda: deque(maxlen=_RECENT))
+
+    def add(self, event: StoredEvent) -> None:
+        if len(self.recent) == _RECENT:
+            self.complete = False
+        self.recent.append(event)
+
+    def after(self, cursor: str) -> list[StoredEvent] | None:
+        """The events after `cursor`, when all of them are here."""
+        position = _position(cursor)
+        if not self.complete and (not self.recent or _position(self.recent[0].id) > position):
+            return None
+        return [e for e in self.recent if _position(e.id) > position]
 
 
 class EventHub:
@@ -93,6 +190,7 @@ class EventHub:
         self._followers: dict[str, set[_Follower]] = {}  # run id -> its followers here
         self._task: asyncio.Task[None] | None = None
         self._checked = 0.0  # when followed runs were last checked for existence
+        self._produced: dict[str, _Produced] = {}  # runs this process's worker executes
 
     async def follow(self, run_id: str, after: str = "0") -> AsyncIterator[StoredEvent]:
         """The run's events after the entry id `after`, up to and including its last; ends
@@ -100,7 +198,8 @@ class EventHub:
         follower = _Follower(after)
         self._followers.setdefault(run_id, set()).add(follower)
         try:
-            await self._wake_up()
+            if not self._local(run_id, follower):
+                await self._wake_up()
             while True:
                 event = await follower.queue.get()
                 if event is None:
@@ -114,6 +213,48 @@ class EventHub:
                 followers.discard(follower)
                 if not followers:
                     del self._followers[run_id]
+
+    # This process's worker: the runs it executes, and their events as they are made.
+    def produce(self, run_id: str, fresh: bool) -> None:
+        """This process executes the run; `fresh`: none of its events was written before."""
+        self._produced[run_id] = _Produced(complete=fresh)
+
+    def publish(self, run_id: str, event: StoredEvent) -> None:
+        """An event of a run this process executes, with its Stream id: handed to the followers
+        that have every event before it (the others read it from Redis)."""
+        produced = self._produced.get(run_id)
+        if produced is None:
+            return
+        produced.add(event)
+        for follower in self._followers.get(run_id, ()):
+            if follower.local:
+                _deliver(follower, event)
+            else:
+                self._local(run_id, follower)
+
+    def release(self, run_id: str) -> None:
+        """This process no longer executes the run (ended, lost or stopped): its followers that
+        have not seen its end read the rest from Redis, written by whichever worker has it."""
+        self._produced.pop(run_id, None)
+        behind = [f for f in self._followers.get(run_id, ()) if f.local and not f.done]
+        for follower in behind:
+            follower.local = False
+        if behind:
+            task = asyncio.create_task(self._wake_up(), name="event hub wake-up")
+            _waking.add(task)
+            task.add_done_callback(_waking.discard)
+
+    def _local(self, run_id: str, follower: _Follower) -> bool:
+        """Whether the follower is fed here; it becomes so, given what it missed, when the run
+        executes here and its recent events cover everything after the follower's cursor."""
+        if not follower.local and not follower.done:
+            produced = self._produced.get(run_id)
+            missed = produced.after(follower.cursor) if produced is not None else None
+            if missed is not None:
+                follower.local = True
+                for event in missed:
+                    _deliver(follower, event)
+        return follower.local
 
     async def _wake_up(self) -> None:
         if self._task is None or self._task.done():
@@ -144,8 +285,9 @@ class EventHub:
     async def _read_once(self) -> None:
         streams: dict[Any, Any] = {self._wake: self._wake_cursor}
         for run_id, followers in self._followers.items():
-            if followers:
-                earliest = min((f.cursor for f in followers), key=_position)
+            remote = [f for f in followers if not f.done and not self._local(run_id, f)]
+            if remote:
+                earliest = min((f.cursor for f in remote), key=_position)
                 streams[self._store.events_key(run_id)] = earliest
         reply: Any = await self._redis.xread(streams, count=512, block=_BLOCK_MS)
         if time.monotonic() - self._checked > _BLOCK_MS / 1000:
@@ -162,9 +304,7 @@ class EventHub:
             for entry_id, fields in entries:
                 event = _stored(as_text(entry_id), fields)
                 for follower in list(self._followers.get(run_id, ())):
-                    if _position(event.id) > _position(follower.cursor):
-                        follower.cursor = event.id
-                        follower.queue.put_nowait(event)
+                    _deliver(follower, event)
 
     async def _end_expired(self) -> None:
         """End the followers of runs that no longer exist (expired, deleted, rolled back)."""
@@ -178,6 +318,21 @@ class EventHub:
                     follower.queue.put_nowait(None)
 
 
+# Wake-ups of the hub's reader sent from synchronous code: held so that they are not collected.
+_waking: set[asyncio.Task[None]] = set()
+
+
+def _deliver(follower: _Follower, event: StoredEvent) -> None:
+    """Hand the event to the follower unless it has it already (it may arrive both from this
+    process's worker and from Redis)."""
+    if not follower.done and _position(event.id) > _position(follower.cursor):
+        follower.cursor = event.id
+        follower.done = event.last
+        follower.queue.put_nowait(event)
+
+
 def _stored(entry_id: str, fields: dict[Any, Any]) -> StoredEvent:
-    decoded = {as_text(k): as_text(v) for k, v in fields.items()}
-    return StoredEvent(entry_id, decoded["e"], json.loads(decoded["d"]), "last" in decoded)
+    encoded = fields[b"d"]
+    return StoredEvent(
+        entry_id, as_text(fields[b"e"]), orjson.loads(encoded), encoded, b"last" in fields
+    )

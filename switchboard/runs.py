@@ -18,13 +18,13 @@ Keys (all under `switchboard:`):
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -81,14 +81,14 @@ class RunRecord:
     output: dict[str, Any] | None = None  # the final values
     error: dict[str, Any] | None = None
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), default=str)
+    def to_json(self) -> bytes:
+        return encode({name: getattr(self, name) for name in _FIELDS})
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> RunRecord:
         """A stored record; fields this version does not know (written by another) are
         ignored, so replicas of two versions can share a queue during a rolling update."""
-        fields = json.loads(raw)
+        fields = orjson.loads(raw)
         return cls(**{k: v for k, v in fields.items() if k in _FIELDS})
 
     @property
@@ -104,7 +104,12 @@ def assistant_uuid(workflow: str) -> str:
     return str(uuid.uuid5(_ASSISTANT_NAMESPACE, workflow))
 
 
-_FIELDS = frozenset(RunRecord.__dataclass_fields__)
+_FIELDS = tuple(RunRecord.__dataclass_fields__)
+
+
+def encode(value: Any) -> bytes:
+    """JSON for Redis and SSE (orjson: a run's every event is encoded once, on the hot path)."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
 def new_run_id() -> str:
@@ -117,7 +122,19 @@ class StoredEvent:
     id: str  # the Stream entry id: the SSE event id
     name: str
     data: Any
+    encoded: bytes  # `data` as JSON, as stored (SSE frames reuse it)
     last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A queue entry that `create` handed to the worker that asked, in the same round trip.
+    `record` is set when it is the new run and it started (now running, with the worker's
+    lease); otherwise the worker takes `run_id` as it takes any run."""
+
+    entry_id: str
+    run_id: str
+    record: RunRecord | None
 
 
 def as_text(value: Any) -> str:
@@ -164,40 +181,56 @@ class RunStore:
         return self.settings.retention_minutes * 60
 
     # Records.
-    async def create(self, record: RunRecord, idempotency_key: str | None = None) -> RunRecord:
+    async def create(
+        self, record: RunRecord, idempotency_key: str | None = None, worker: str | None = None
+    ) -> tuple[RunRecord, Claim | None]:
         """Store a new run and queue it; with an idempotency key already used, the run that
-        key created instead (nothing new is queued). Raises `QueueFull`, `QueueUnavailable`."""
+        key created instead (nothing new is queued). With `worker` (one with a free slot), the
+        oldest queued run is also handed to it — normally this one, started at once when it is
+        first on its thread. Raises `QueueFull`, `QueueUnavailable`."""
         try:
-            return await self._create(record, idempotency_key)
+            return await self._create(record, idempotency_key, worker)
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(f"the run queue (Redis) is unavailable: {exc}") from exc
 
-    async def _create(self, record: RunRecord, idempotency_key: str | None) -> RunRecord:
+    async def _create(
+        self, record: RunRecord, idempotency_key: str | None, worker: str | None
+    ) -> tuple[RunRecord, Claim | None]:
         # The key is claimed in the same script that queues the run, so two requests racing
         # with one key make one run.
         key = self._idempotency(record.tenant, idempotency_key) if idempotency_key else ""
-        outcome = await self.redis.eval(
+        running = replace(record, status="running", attempt=1, started_at=record.created_at)
+        reply: Any = await self.redis.eval(
             _CREATE,
-            5,
+            6,
             QUEUE,
             self._run(record.run_id),
             self._thread_runs(record.thread_id),
             self._active(record.thread_id),
             key or f"{_PREFIX}idempotency:-",
+            self._lease(record.run_id),
             self.settings.max_queued,
             record.to_json(),
             record.run_id,
             record.created_at,
             self._retention_s if key else 0,
             f"{_PREFIX}run:",
+            worker or "",
+            running.to_json() if worker else "",
+            self.settings.lease_ms,
         )
+        outcome = reply[0]
         if outcome == 0:
             raise QueueFull(f"{self.settings.max_queued} runs are queued or running; try later")
-        if outcome != 1:  # the run this key created before
-            existing = await self.get(as_text(outcome))
-            if existing is not None:
-                return existing
-        return record
+        if outcome == 2:  # the run this key created before
+            existing = await self.get(as_text(reply[1]))
+            return (existing or record), None
+        if len(reply) == 1:
+            return record, None
+        entry_id, run_id = as_text(reply[1]), as_text(reply[2])
+        if len(reply) == 4:  # started
+            return running, Claim(entry_id, run_id, running)
+        return record, Claim(entry_id, run_id, None)
 
     async def idempotent(self, tenant: str, key: str) -> RunRecord | None:
         """The run an idempotency key created, if it still exists."""
@@ -248,24 +281,33 @@ class RunStore:
         """The thread's unfinished runs, oldest (executing or next) first."""
         return [as_text(i) for i in await self.redis.zrange(self._active(thread_id), 0, -1)]
 
-    async def finish(self, record: RunRecord, summary: dict[str, Any]) -> None:
-        """In one script: the run's closing event (`summary`), its final state saved, and the
-        next run on its thread let go — so a crash never leaves one without the others. A run
-        deleted meanwhile (its thread forgotten) is not brought back."""
+    async def finish(
+        self, record: RunRecord, summary: bytes, entry_id: str, worker: str
+    ) -> str | None:
+        """In one script: the run's closing event (`summary`, JSON), its final state saved, the
+        next run on its thread let go, and — while the worker still holds the run's lease — its
+        queue entry acknowledged and the lease released; so a crash never leaves one without
+        the others. A run deleted meanwhile (its thread forgotten) is not brought back. Returns
+        the closing event's id (None: the run was deleted)."""
         record.updated_at = time.time()
-        await self.redis.eval(
+        closing = await self.redis.eval(
             _FINISH,
-            4,
+            6,
             self._run(record.run_id),
             self._events(record.run_id),
             self._active(record.thread_id),
             self._thread_runs(record.thread_id),
+            QUEUE,
+            self._lease(record.run_id),
             record.to_json(),
-            json.dumps(summary, default=str),
+            summary,
             record.run_id,
             self._retention_s,
             self.settings.events_max_len,
+            entry_id,
+            worker,
         )
+        return as_text(closing) if closing else None
 
     async def forget_thread(self, thread_id: str) -> int:
         """Delete the thread's runs and their events; how many runs there were."""
@@ -276,24 +318,26 @@ class RunStore:
         return len(ids)
 
     # Events.
-    @staticmethod
-    def _fields(name: str, data: Any, last: bool = False) -> dict[str, str]:
-        fields = {"e": name, "d": json.dumps(data, default=str)}
-        if last:
-            fields["last"] = "1"
-        return fields
-
-    async def append_many(self, events: Sequence[tuple[str, str, Any, bool]]) -> None:
-        """(run id, name, data, last) events, in order, in one round trip."""
+    async def append_many(
+        self, events: Sequence[tuple[str, str, bytes, bool, str | None]]
+    ) -> list[str | BaseException]:
+        """(run id, name, JSON data, last, entry id or None for Redis to assign) events, in
+        order, in one round trip: each one's id, or why it was not written (an id given that is
+        not past the run's last one: another worker took the run over)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for run_id, name, data, last in events:
+            for run_id, name, encoded, last, entry_id in events:
+                fields: dict[Any, Any] = {"e": name, "d": encoded}
+                if last:
+                    fields["last"] = "1"
                 pipe.xadd(
                     self._events(run_id),
-                    self._fields(name, data, last),  # type: ignore[arg-type]
+                    fields,
+                    id=entry_id or "*",
                     maxlen=self.settings.events_max_len,
                     approximate=True,
                 )
-            await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
+        return [r if isinstance(r, BaseException) else as_text(r) for r in replies]
 
     def events_key(self, run_id: str) -> str:
         return self._events(run_id)
@@ -386,17 +430,20 @@ class RunStore:
             await pipe.execute()
 
 
-# Queued unless the queue is full: the record, the thread's indexes and the queue entry at once.
-# With an idempotency key (ARGV[5] > 0): the run the key made, if it still exists, instead.
+# Queued unless the queue is full ({0}): the record, the thread's indexes and the queue entry at
+# once ({1}). With an idempotency key (ARGV[5] > 0): the run the key made, if it still exists,
+# instead ({2, run id}). With a worker (ARGV[7]): the oldest undelivered entry is delivered to it
+# ({1, entry id, run id}) — this run's, unless others wait — and this run, when it is first on its
+# thread, starts: the worker's lease and the running record (ARGV[8]) ({1, entry id, run id, 1}).
 _CREATE = """
 if tonumber(ARGV[5]) > 0 then
   local existing = redis.call('get', KEYS[5])
   if existing and redis.call('exists', ARGV[6] .. existing) == 1 then
-    return existing
+    return {2, existing}
   end
 end
 if redis.call('xlen', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 0
+  return {0}
 end
 if tonumber(ARGV[5]) > 0 then
   redis.call('set', KEYS[5], ARGV[3], 'EX', ARGV[5])
@@ -404,20 +451,42 @@ end
 redis.call('set', KEYS[2], ARGV[2])
 redis.call('zadd', KEYS[3], ARGV[4], ARGV[3])
 redis.call('zadd', KEYS[4], ARGV[4], ARGV[3])
-redis.call('xadd', KEYS[1], '*', 'run_id', ARGV[3])
-return 1
+local entry = redis.call('xadd', KEYS[1], '*', 'run_id', ARGV[3])
+if ARGV[7] == '' then
+  return {1}
+end
+-- pcall: with no consumer group yet (the worker still waits for Redis) the run stays queued.
+local got = redis.pcall(
+  'xreadgroup', 'GROUP', 'workers', ARGV[7], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+if not got or got.err then
+  return {1}
+end
+local claimed = got[1][2][1]
+if claimed[1] ~= entry or redis.call('zrange', KEYS[4], 0, 0)[1] ~= ARGV[3] then
+  return {1, claimed[1], claimed[2][2]}
+end
+redis.call('set', KEYS[6], ARGV[7], 'PX', ARGV[9])
+redis.call('set', KEYS[2], ARGV[8])
+return {1, entry, ARGV[3], 1}
 """
 
 _FINISH = """
-if redis.call('exists', KEYS[1]) == 0 then
-  return 0
+local holder = redis.call('get', KEYS[6])
+if holder == ARGV[7] or not holder then
+  redis.call('xack', KEYS[5], 'workers', ARGV[6])
+  redis.call('xdel', KEYS[5], ARGV[6])
+  redis.call('del', KEYS[6])
 end
-redis.call('xadd', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', 'end', 'd', ARGV[2], 'last', '1')
+if redis.call('exists', KEYS[1]) == 0 then
+  return false
+end
+local id = redis.call(
+  'xadd', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', 'end', 'd', ARGV[2], 'last', '1')
 redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[4])
 redis.call('zrem', KEYS[3], ARGV[3])
 redis.call('expire', KEYS[2], ARGV[4])
 redis.call('expire', KEYS[4], ARGV[4])
-return 1
+return id
 """
 
 # Saved as started only at the head of its thread's unfinished runs.

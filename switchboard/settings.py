@@ -235,6 +235,14 @@ class RuntimeSettings(BaseModel):
     events_max_len: int = Field(
         default=100000, ge=100, description="Events kept per run (oldest trimmed beyond)."
     )
+    events_write_delay_ms: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="A worker inside `switchboard serve` sends a run's events to that process's "
+        "clients at once and writes them to Redis (for other replicas, and for resuming) this "
+        "much later, many in one round trip; 0: at once.",
+    )
     retention_minutes: int = Field(
         default=1440, ge=1, description="Finished runs and their events are kept this long."
     )

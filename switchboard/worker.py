@@ -28,8 +28,16 @@ from typing import Any
 
 import httpx
 
-from switchboard.event_bus import EventWriter
-from switchboard.runs import CancelAction, RunRecord, RunStatus, RunStore, assistant_uuid
+from switchboard.event_bus import EventHub, EventWriter
+from switchboard.runs import (
+    CancelAction,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    StoredEvent,
+    assistant_uuid,
+    encode,
+)
 from switchboard.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -94,7 +102,10 @@ class Worker:
         forget_thread: ForgetThread,
         settings: RuntimeSettings,
         name: str | None = None,
+        hub: EventHub | None = None,
     ) -> None:
+        """`hub`: this process's event hub, when the worker runs inside an API process — the
+        runs' events then reach its followers without a read from Redis."""
         self._store = store
         self._execute = execute
         self._rollback = rollback
@@ -104,7 +115,27 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._webhooks: set[asyncio.Task[None]] = set()
-        self._writer = EventWriter(store)
+        self._hub = hub
+        self._writer = EventWriter(store, hub, settings.events_write_delay_ms)
+
+    async def submit(self, record: RunRecord, idempotency_key: str | None = None) -> RunRecord:
+        """Queue a run made in this process (`RunStore.create`). With a slot free here, the same
+        round trip hands this worker the oldest queued run — normally this one, which starts at
+        once, without the queue read, lease and start of a run taken from the queue."""
+        if self._slots.locked():
+            created, _ = await self._store.create(record, idempotency_key)
+            return created
+        await self._slots.acquire()
+        try:
+            created, claim = await self._store.create(record, idempotency_key, self.name)
+        except BaseException:
+            self._slots.release()
+            raise
+        if claim is None:
+            self._slots.release()
+        else:
+            self._start(claim.entry_id, claim.run_id, claim.record)
+        return created
 
     async def run(self) -> None:
         """Execute runs until cancelled; then cancel the runs in hand, which another worker
@@ -148,13 +179,15 @@ class Worker:
                 log.warning("worker %s waits for Redis: %s", self.name, exc)
                 await asyncio.sleep(1)
 
-    def _start(self, entry_id: str, run_id: str) -> None:
-        task = asyncio.create_task(self._guarded(entry_id, run_id), name=f"run {run_id}")
+    def _start(self, entry_id: str, run_id: str, started: RunRecord | None = None) -> None:
+        """Execute the run in a slot already taken; `started`: its record, when `submit` has
+        started it (lease and all), else it is taken here."""
+        task = asyncio.create_task(self._guarded(entry_id, run_id, started), name=f"run {run_id}")
         self._running[run_id] = _Running(entry_id, task)
 
-    async def _guarded(self, entry_id: str, run_id: str) -> None:
+    async def _guarded(self, entry_id: str, run_id: str, started: RunRecord | None) -> None:
         try:
-            await self._own(entry_id, run_id)
+            await self._own(entry_id, run_id, started)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -163,29 +196,37 @@ class Worker:
             self._running.pop(run_id, None)
             self._slots.release()
 
-    async def _own(self, entry_id: str, run_id: str) -> None:
-        try:
-            acquired, record, cancel = await self._store.take(run_id, self.name)
-        except (ValueError, TypeError):  # a record no version of this code can read
-            log.exception("worker %s drops run %s: its record is unreadable", self.name, run_id)
-            await self._store.ack(entry_id)
-            return
-        if not acquired:
-            return  # another worker holds it: it is alive, so the run is in hand
+    async def _own(self, entry_id: str, run_id: str, started: RunRecord | None) -> None:
+        record: RunRecord | None = started
+        cancel: CancelAction | None = None  # a run started by `submit` is brand new
+        if started is None:
+            try:
+                acquired, record, cancel = await self._store.take(run_id, self.name)
+            except (ValueError, TypeError):  # a record no version of this code can read
+                log.exception("worker %s drops run %s: its record is unreadable", self.name, run_id)
+                await self._store.ack(entry_id)
+                return
+            if not acquired:
+                return  # another worker holds it: it is alive, so the run is in hand
+        settled = False  # acknowledged and released when it finished
         try:
             if record is None or record.finished:
                 await self._store.ack(entry_id)  # expired, or finished just before a crash
                 return
+            self._writer.open(run_id, fresh=started is not None or record.attempt == 0)
             self._running[run_id].cancel = cancel
-            await self._execute_run(record)
-            if not self._running[run_id].lost:  # else the entry is another worker's now
+            settled = await self._execute_run(entry_id, record, started is not None)
+            if not settled and not self._running[run_id].lost:  # else it is another worker's
                 await self._store.ack(entry_id)
         finally:
+            self._writer.close(run_id)
             running = self._running.get(run_id)
-            if running is None or not running.lost:
+            if not settled and (running is None or not running.lost):
                 await self._store.release(run_id, self.name)
 
-    async def _execute_run(self, record: RunRecord) -> None:
+    async def _execute_run(self, entry_id: str, record: RunRecord, started: bool) -> bool:
+        """Execute the run and record its end; whether that also acknowledged its queue entry
+        and released its lease (`RunStore.finish`)."""
         running = self._running[record.run_id]
         outcome = Outcome("interrupted")
         if record.attempt >= _MAX_ATTEMPTS and running.cancel is None:
@@ -198,25 +239,16 @@ class Worker:
             self._writer.append(record.run_id, "error", error)
             outcome = Outcome("error", error=error)
         elif running.cancel is None:
-            record.status = "running"
-            record.attempt += 1
-            first_start = record.started_at is None
             try:
-                # Runs on a thread execute one at a time, oldest first. The start time is when
-                # its turn came: checkpoints after it are this run's, not the one before it.
-                while True:
-                    if first_start:
-                        record.started_at = time.time()
-                    if await self._store.start(record):
-                        break
-                    await asyncio.sleep(_TURN_POLL_S)
+                if not started:
+                    await self._wait_turn(record)
             except asyncio.CancelledError:
                 if running.cancel is None:
                     raise  # the worker is stopping, or lost the run
             else:
                 outcome = await self._execute_events(record)
         if running.lost:
-            return  # another worker has the run now; it writes the rest
+            return False  # another worker has the run now; it writes the rest
         running.ended = True
         record.status, record.output, record.error = outcome.status, outcome.output, outcome.error
         if running.cancel == "rollback":
@@ -226,15 +258,34 @@ class Worker:
             self._writer.append(record.run_id, "end", _summary(record), last=True)
             await self._writer.drain(record.run_id)
             await self._store.delete(record)
-            return
+            return False
         if record.stateless:
             await self._forget_thread(record)
         await self._writer.drain(record.run_id)  # every event of the run before its closing one
-        await self._store.finish(record, _summary(record))
+        summary = _summary(record)
+        encoded = encode(summary)
+        closing = await self._store.finish(record, encoded, entry_id, self.name)
+        if closing is not None and self._hub is not None:
+            self._hub.publish(record.run_id, StoredEvent(closing, "end", summary, encoded, True))
         if record.webhook:
             task = asyncio.create_task(self._call_webhook(record), name=f"webhook {record.run_id}")
             self._webhooks.add(task)
             task.add_done_callback(self._webhooks.discard)
+        return True
+
+    async def _wait_turn(self, record: RunRecord) -> None:
+        """Start the run once it is first among its thread's unfinished runs (they execute one
+        at a time, oldest first). Its start time is when its turn came: checkpoints after it
+        are this run's, not the one before it."""
+        record.status = "running"
+        record.attempt += 1
+        first_start = record.started_at is None
+        while True:
+            if first_start:
+                record.started_at = time.time()
+            if await self._store.start(record):
+                return
+            await asyncio.sleep(_TURN_POLL_S)
 
     async def _execute_events(self, record: RunRecord) -> Outcome:
         outcome = Outcome("error", error={"message": "the run ended without an outcome"})

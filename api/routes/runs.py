@@ -12,7 +12,6 @@ entry ids. Where LangGraph's server is silent or differs, we chose:
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -62,11 +61,10 @@ async def _create(
     stateless = thread_id is None
     if thread_id is None:
         thread_id = new_run_id()
-        await threads.create(thread_id, tenant, {})
+        await threads.claim(thread_id, tenant, options.user, spec.name)
     else:
-        owner = await threads.get(thread_id)
-        if owner is None and body.if_not_exists == "create":
-            owner, _ = await threads.create(thread_id, tenant, {})
+        creating = body.if_not_exists == "create"
+        owner = await threads.claim(thread_id, tenant, options.user, spec.name, creating)
         if owner is None or owner.tenant != tenant:
             raise NotFound(f"thread {thread_id!r} not found", param="thread_id")
         # `enqueue` (the default) needs no look: runs on a thread execute in order anyway.
@@ -80,7 +78,6 @@ async def _create(
         if active and body.multitask_strategy in ("interrupt", "rollback"):
             for run_id in active:
                 await services.runs.request_cancel(run_id, body.multitask_strategy)
-    await threads.claim(thread_id, tenant, options.user, spec.name)
     record = RunRecord(
         run_id=new_run_id(),
         thread_id=thread_id,
@@ -97,7 +94,7 @@ async def _create(
     )
     if record.input is None:
         raise InvalidRequest("input: a run needs input with messages", param="input")
-    return await services.runs.create(record, idempotency_key)
+    return await services.submit(record, idempotency_key)
 
 
 def _locations(record: RunRecord, stateless: bool) -> dict[str, str]:
@@ -111,11 +108,10 @@ def _locations(record: RunRecord, stateless: bool) -> dict[str, str]:
 
 
 def _frame(event: StoredEvent) -> bytes:
-    data = json.dumps(event.data, separators=(",", ":"), default=str)
-    name = "end" if event.last else event.name
     if event.last:
-        data = "null"
-    return f"event: {name}\ndata: {data}\nid: {event.id}\n\n".encode()
+        return f"event: end\ndata: null\nid: {event.id}\n\n".encode()
+    head = f"event: {event.name}\ndata: ".encode()
+    return head + event.encoded + f"\nid: {event.id}\n\n".encode()
 
 
 async def _stream(run: RunEvents, modes: set[str] | None) -> AsyncIterator[bytes]:
