@@ -68,8 +68,7 @@ class EventWriter:
         self._ids: dict[str, list[int]] = {}  # run -> [start ms, last sequence number]
         self._hurry = asyncio.Event()  # write now: a drain, or an event without an id waits
         self._flusher: asyncio.Task[None] | None = None
-        self._appended = 0  # events appended, ever
-        self._written = 0  # of them, the ones a flush has finished with (written or lost)
+        self._in_flight: dict[str, int] = {}  # run -> its events in the batch being written
         self._progress = asyncio.Condition()
         self._failures: dict[str, BaseException] = {}  # run id -> why some of its events were lost
 
@@ -98,7 +97,6 @@ class EventWriter:
         else:
             self._hurry.set()
         self._pending.append(_Pending(run_id, name, data, encoded, last, entry_id))
-        self._appended += 1
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="event writer")
 
@@ -110,6 +108,8 @@ class EventWriter:
                         await self._hurry.wait()
             self._hurry.clear()
             batch, self._pending = self._pending, []
+            for event in batch:
+                self._in_flight[event.run_id] = self._in_flight.get(event.run_id, 0) + 1
             try:
                 written = await self._store.append_many(
                     [(e.run_id, e.name, e.encoded, e.last, e.entry_id) for e in batch]
@@ -125,17 +125,45 @@ class EventWriter:
                         event.run_id,
                         StoredEvent(outcome, event.name, event.data, event.encoded, event.last),
                     )
+            for event in batch:
+                left = self._in_flight[event.run_id] - 1
+                if left:
+                    self._in_flight[event.run_id] = left
+                else:
+                    del self._in_flight[event.run_id]
             async with self._progress:
-                self._written += len(batch)
                 self._progress.notify_all()
 
+    def _writing(self, run_id: str) -> bool:
+        return run_id in self._in_flight
+
     async def drain(self, run_id: str) -> None:
-        """Write every event appended so far and wait for it (other runs' later events are not
-        waited for); raise if some of this run's were lost."""
-        target = self._appended
+        """Write the run's events appended so far and wait for them; raise if some were lost."""
         self._hurry.set()
         async with self._progress:
-            await self._progress.wait_for(lambda: self._written >= target)
+            await self._progress.wait_for(
+                lambda: not self._writing(run_id) and all(e.run_id != run_id for e in self._pending)
+            )
+        self._raise_failure(run_id)
+
+    async def take_rest(self, run_id: str) -> list[_Pending]:
+        """The run's events not written yet, taken out for the caller to write with the run's
+        end in one round trip (`RunStore.finish`), once those being written are; raise if some
+        were lost."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: not self._writing(run_id))
+        rest = [e for e in self._pending if e.run_id == run_id]
+        if rest:
+            self._pending = [e for e in self._pending if e.run_id != run_id]
+        self._raise_failure(run_id)
+        return rest
+
+    def published(self, run_id: str, event: StoredEvent) -> None:
+        """An event of the run written by the caller (its end): to this process's followers."""
+        if self._hub is not None:
+            self._hub.publish(run_id, event)
+
+    def _raise_failure(self, run_id: str) -> None:
         failure = self._failures.pop(run_id, None)
         if failure is not None:
             raise failure
@@ -143,6 +171,8 @@ class EventWriter:
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
+    """An event on its way to Redis."""
+
     run_id: str
     name: str
     data: Any

@@ -282,15 +282,25 @@ class RunStore:
         return [as_text(i) for i in await self.redis.zrange(self._active(thread_id), 0, -1)]
 
     async def finish(
-        self, record: RunRecord, summary: bytes, entry_id: str, worker: str
-    ) -> str | None:
-        """In one script: the run's closing event (`summary`, JSON), its final state saved, the
-        next run on its thread let go, and — while the worker still holds the run's lease — its
-        queue entry acknowledged and the lease released; so a crash never leaves one without
-        the others. A run deleted meanwhile (its thread forgotten) is not brought back. Returns
-        the closing event's id (None: the run was deleted)."""
+        self,
+        record: RunRecord,
+        summary: bytes,
+        entry_id: str,
+        worker: str,
+        events: Sequence[tuple[str, bytes, bool, str | None]] = (),
+    ) -> list[str] | None:
+        """In one script, unless another worker holds the run's lease (None: it has the run
+        now and writes the rest): the run's remaining `events` ((name, JSON data, last, entry id
+        or None for Redis to assign)), its closing event (`summary`, JSON), its final state, the
+        next run on its thread let go, its queue entry acknowledged and its lease released — so
+        a crash never leaves one without the others. A run deleted meanwhile (its thread
+        forgotten) is not brought back. Returns the ids of the events written, the closing
+        one last ([]: the run was deleted)."""
         record.updated_at = time.time()
-        closing = await self.redis.eval(
+        flat: list[Any] = []
+        for name, encoded, last, event_id in events:
+            flat += [event_id or "*", name, encoded, "1" if last else "0"]
+        reply: Any = await self.redis.eval(
             _FINISH,
             6,
             self._run(record.run_id),
@@ -306,8 +316,12 @@ class RunStore:
             self.settings.events_max_len,
             entry_id,
             worker,
+            len(events),
+            *flat,
         )
-        return as_text(closing) if closing else None
+        if reply[0] == 0:
+            return None
+        return [as_text(i) for i in reply[1:]]
 
     async def forget_thread(self, thread_id: str) -> int:
         """Delete the thread's runs and their events; how many runs there were."""
@@ -470,23 +484,40 @@ redis.call('set', KEYS[2], ARGV[8])
 return {1, entry, ARGV[3], 1}
 """
 
+# Nothing while another worker holds the lease ({0}). Otherwise acknowledged and released; then,
+# unless the run was deleted ({1}), its events (ARGV[9...]: id or '*', name, data, last) and its
+# closing one appended and its record saved ({1, ids..., closing id}). An id that is not past the
+# Stream's last (a worker that held the run before wrote later ones) becomes '*'.
 _FINISH = """
 local holder = redis.call('get', KEYS[6])
-if holder == ARGV[7] or not holder then
-  redis.call('xack', KEYS[5], 'workers', ARGV[6])
-  redis.call('xdel', KEYS[5], ARGV[6])
-  redis.call('del', KEYS[6])
+if holder and holder ~= ARGV[7] then
+  return {0}
 end
+redis.call('xack', KEYS[5], 'workers', ARGV[6])
+redis.call('xdel', KEYS[5], ARGV[6])
+redis.call('del', KEYS[6])
 if redis.call('exists', KEYS[1]) == 0 then
-  return false
+  return {1}
 end
-local id = redis.call(
+local written = {1}
+for i = 9, 8 + 4 * tonumber(ARGV[8]), 4 do
+  local fields = {'e', ARGV[i + 1], 'd', ARGV[i + 2]}
+  if ARGV[i + 3] == '1' then
+    fields[5], fields[6] = 'last', '1'
+  end
+  local id = redis.pcall('xadd', KEYS[2], 'MAXLEN', '~', ARGV[5], ARGV[i], unpack(fields))
+  if type(id) == 'table' then
+    id = redis.call('xadd', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
+  end
+  written[#written + 1] = id
+end
+written[#written + 1] = redis.call(
   'xadd', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', 'end', 'd', ARGV[2], 'last', '1')
 redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[4])
 redis.call('zrem', KEYS[3], ARGV[3])
 redis.call('expire', KEYS[2], ARGV[4])
 redis.call('expire', KEYS[4], ARGV[4])
-return id
+return written
 """
 
 # Saved as started only at the head of its thread's unfinished runs.

@@ -261,12 +261,30 @@ class Worker:
             return False
         if record.stateless:
             await self._forget_thread(record)
-        await self._writer.drain(record.run_id)  # every event of the run before its closing one
+        # The run's events not written yet go with its end, in one round trip.
+        rest = await self._writer.take_rest(record.run_id)
         summary = _summary(record)
         encoded = encode(summary)
-        closing = await self._store.finish(record, encoded, entry_id, self.name)
-        if closing is not None and self._hub is not None:
-            self._hub.publish(record.run_id, StoredEvent(closing, "end", summary, encoded, True))
+        written = await self._store.finish(
+            record,
+            encoded,
+            entry_id,
+            self.name,
+            [(e.name, e.encoded, e.last, e.entry_id) for e in rest],
+        )
+        if written is None:
+            log.warning("worker %s lost run %s to another worker", self.name, record.run_id)
+            running.lost = True
+            return False
+        if written:  # the ids of `rest`, then of the closing event
+            for event, event_id in zip(rest, written, strict=False):
+                if event.entry_id is None:  # not handed to followers yet: it had no id
+                    self._writer.published(
+                        record.run_id,
+                        StoredEvent(event_id, event.name, event.data, event.encoded, event.last),
+                    )
+            closing = StoredEvent(written[-1], "end", summary, encoded, True)
+            self._writer.published(record.run_id, closing)
         if record.webhook:
             task = asyncio.create_task(self._call_webhook(record), name=f"webhook {record.run_id}")
             self._webhooks.add(task)
