@@ -131,6 +131,10 @@ def run(
         sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_environment",
         "--host", "127.0.0.1", "--port", str(service_port), "--log-level", "warning",
         "--no-access-log",
+        # Staggered clients wait up to one stream's duration (over 5 s when streams queue) on
+        # their warmed-up connection before their first request; uvicorn's default 5 s keep-alive
+        # would close some of them under the client, which does not reconnect.
+        "--timeout-keep-alive", "60",
     ]  # fmt: skip
     stream_seconds = (ttft_ms + tokens * gap_ms) / 1000
     results: list[LevelResult] = []
