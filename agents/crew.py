@@ -33,10 +33,12 @@ import certifi
 import httpx
 
 from agents import roles
+from agents.crew_trace import CrewTrace
 from switchboard.errors import SwitchboardError
 from switchboard.events import Event, EventKind, token
 from switchboard.llm import LLMPool
 from switchboard.settings import CrewSettings, Role
+from switchboard.tracing import current as current_tracing
 
 if TYPE_CHECKING:
     from crewai import LLM
@@ -148,6 +150,7 @@ class CrewBridge:
         self._stream_writer = stream_writer
         self.draft_chunks: list[str] = []  # the chunks of the writer's latest model call
         self.cancelled = False
+        self.trace = CrewTrace(current_tracing())  # the steps as spans of the run's trace
 
     def _emit(self, event: Event) -> None:
         if threading.get_ident() == self._thread:
@@ -170,6 +173,7 @@ class CrewBridge:
             from crewai.hooks import HookAborted
 
             raise HookAborted("the run was cancelled")
+        self.trace.on(_agent_key(event), event)
         from crewai.events import (
             AgentExecutionCompletedEvent,
             AgentExecutionStartedEvent,
@@ -446,6 +450,7 @@ class CrewRunner:
                 self._verdict(bridge, verdict, revisions)
         finally:
             reset_stream_sinks(sink)
+            bridge.trace.close()
         # What the writer's last model call streamed (the bridge starts over at each), unless
         # CrewAI's answer differs from it (then the answer itself, in one piece).
         streamed = bridge.draft_chunks

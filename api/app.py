@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import BodySizeLimit, install_error_handlers
+from api.metrics import RequestMetrics
 from api.routes import assistants, documents, graph, health, native, openai, runs, threads
 from api.services import open_services
 from api.workers import worker_running
+from switchboard import logs
 from switchboard.settings import Settings, load_settings
 
 
@@ -45,9 +47,13 @@ def create_app(settings: Settings) -> FastAPI:
         # Multipart framing on top of the files themselves.
         overrides={"/documents": uploads.max_upload_bytes * uploads.max_upload_files + 65536},
     )
+    app.add_middleware(RequestMetrics)  # the outermost: refused bodies are counted too
     return app
 
 
 def app_from_environment() -> FastAPI:
-    """The app for the settings in the environment (uvicorn's factory for `switchboard serve`)."""
-    return create_app(load_settings())
+    """The app for the settings in the environment (uvicorn's factory for `switchboard serve`),
+    with this process's logging set up."""
+    settings = load_settings()
+    logs.configure(settings.server.log_level, settings.server.log_format)
+    return create_app(settings)

@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Header, Request
 
 from api.services import Services
+from switchboard.tracing import TraceRef, trace_ref
 
 
 def get_services(request: Request) -> Services:
@@ -30,3 +31,19 @@ def get_tenant(
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def get_trace(
+    traceparent: Annotated[
+        str | None,
+        Header(
+            max_length=128,
+            description="W3C trace context: the run's trace joins the caller's (a malformed "
+            "one is ignored and the run gets a trace of its own).",
+        ),
+    ] = None,
+) -> TraceRef:
+    return trace_ref(traceparent)
+
+
+TraceDep = Annotated[TraceRef, Depends(get_trace)]

@@ -23,6 +23,8 @@ from switchboard.errors import SwitchboardError
 from switchboard.events import Event, EventKind
 from switchboard.runs import RunRecord
 from switchboard.runtime import RunInfo, run_events
+from switchboard.tracing import Observation, TraceRef, Tracing
+from switchboard.tracing import current as current_tracing
 from switchboard.worker import Emit, Executor, Outcome
 
 log = logging.getLogger(__name__)
@@ -60,14 +62,39 @@ async def build_context(services: Services, record: RunRecord) -> RouterContext:
 
 def make_executor(services: Services) -> Executor:
     async def execute(record: RunRecord) -> AsyncIterator[Step]:
-        if record.kind == "chat":
-            async for item in _chat(services, record):
-                yield item
-        else:
-            async for item in _langgraph(services, record):
+        tracing = current_tracing()
+        with tracing.run(
+            TraceRef(record.trace_id, record.parent_span_id),
+            name=record.assistant_id,
+            session_id=record.thread_id,
+            user_id=record.options.get("user"),
+            tags=[f"workflow:{record.assistant_id}"],
+            input=record.input,
+            metadata={"run_id": record.run_id, "tenant": record.tenant},
+        ) as root:
+            steps = (
+                _chat(services, record) if record.kind == "chat" else _langgraph(services, record)
+            )
+            async for item in steps:
+                if isinstance(item, Outcome):
+                    _trace_outcome(tracing, record, root, item)
                 yield item
 
     return execute
+
+
+def _trace_outcome(
+    tracing: Tracing, record: RunRecord, root: Observation, outcome: Outcome
+) -> None:
+    """The run's end on its root span, and its quality score (the judge's) as a trace score."""
+    if outcome.error is not None:
+        root.update(output=outcome.error, level="ERROR", status_message=outcome.status)
+        return
+    output = outcome.output or {}
+    root.update(output=output.get("answer", output))
+    quality = output.get("quality")
+    if isinstance(quality, int | float) and record.trace_id:
+        tracing.score(record.trace_id, "quality", float(quality))
 
 
 def written_during(snapshot: StateSnapshot, record: RunRecord) -> bool:
@@ -107,7 +134,8 @@ def _config(record: RunRecord) -> dict[str, Any]:
 
 async def _chat(services: Services, record: RunRecord) -> AsyncIterator[Step]:
     spec = services.workflows[record.assistant_id]
-    info = RunInfo(record.run_id, record.thread_id, spec.name)
+    trace_url = current_tracing().url(record.trace_id) if record.trace_id else None
+    info = RunInfo(record.run_id, record.thread_id, spec.name, record.trace_id, trace_url)
     context = await build_context(services, record)
     run_input = await _input(services, record)
     if isinstance(run_input, _Finished):
@@ -157,7 +185,15 @@ async def _langgraph(services: Services, record: RunRecord) -> AsyncIterator[Ste
     spec = services.workflows[record.assistant_id]
     graph: Any = spec.graph  # its typed overloads want RouterInput; the input was validated
     modes = set(record.stream_modes)
-    yield Emit("metadata", {"run_id": record.run_id, "attempt": record.attempt})
+    metadata: dict[str, Any] = {
+        "run_id": record.run_id,
+        "attempt": record.attempt,
+        "trace_id": record.trace_id,
+    }
+    trace_url = current_tracing().url(record.trace_id) if record.trace_id else None
+    if trace_url:
+        metadata["trace_url"] = trace_url
+    yield Emit("metadata", metadata)
     context = await build_context(services, record)
     run_input = await _input(services, record)
     if isinstance(run_input, _Finished):

@@ -21,6 +21,7 @@ from memory.long_term import FixedAsyncRedisStore, LongTermMemory
 from memory.redis_server import EmbeddedRedis
 from memory.retrieval import Retriever
 from memory.threads import REDIS_ERRORS, Checkpointer, ThreadRegistry, unavailable
+from switchboard import tracing
 from switchboard.background import BackgroundJobs
 from switchboard.embeddings import BackendEmbedder, Embedder, ThreadedEmbedder
 from switchboard.errors import SwitchboardError
@@ -144,6 +145,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     exit, or as far as start-up got when a step fails. A store or embedder that cannot start
     leaves the service up with the rag route off and `/readyz` saying why."""
     async with AsyncExitStack() as stack:
+        # First in, so last out: every other part may still trace while it stops.
+        tracing.install(tracing.Tracing.start(settings.tracing))
+        stack.push_async_callback(_stop_tracing, settings.tracing.shutdown_wait_s)
         local: LocalLlamaServer | None = None
         backends = list(settings.llm.backends)
         if settings.wants_local_backend:
@@ -203,6 +207,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             background=background,
             crew=crew,
         )
+
+
+async def _stop_tracing(wait_s: float) -> None:
+    stopping = tracing.current()
+    tracing.install(tracing.Tracing())
+    await stopping.close(wait_s)
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

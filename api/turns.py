@@ -11,6 +11,7 @@ from api.services import Services
 from api.streams import RunEvents
 from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge
 from switchboard.runs import RunRecord, new_run_id
+from switchboard.tracing import TraceRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,15 @@ class Turn:
     @property
     def thread_id(self) -> str:
         return self.record.thread_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The run's ids, sent with its response."""
+        return {
+            "X-Run-Id": self.run_id,
+            "X-Thread-Id": self.thread_id,
+            "X-Trace-Id": self.record.trace_id,
+        }
 
     async def start(self, services: Services) -> RunEvents:
         """Queue the run for a worker and follow its events; closing them cancels the run
@@ -42,6 +52,7 @@ async def prepare_turn(
     max_tokens: int | None,
     temperature: float | None,
     allow_retry: bool,
+    trace: TraceRef,
 ) -> Turn:
     """Validate a turn, claim its thread for the tenant, and build its run; raise
     `InvalidRequest`/`NotFound`/`PayloadTooLarge`, or `MemoryUnavailable` when Redis is down."""
@@ -88,6 +99,8 @@ async def prepare_turn(
             assistant_id=spec.name,
             tenant=tenant,
             kind="chat",
+            trace_id=trace.trace_id,
+            parent_span_id=trace.parent_span_id,
             input={"messages": converted},
             options={
                 "route": options.route,

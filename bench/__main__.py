@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import crew, memory, retrieval, runs, streaming
+from bench import crew, memory, retrieval, runs, streaming, tracing
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,9 +48,10 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=3, help="service start-ups per variant")
     parser.add_argument("--runs", type=int, default=100, help="runs per measurement (runs)")
     parser.add_argument("--run-concurrency", type=int, default=20, help="concurrent runs")
+    parser.add_argument("--turns-traced", type=int, default=200, help="chat turns (tracing)")
     parser.add_argument(
         "--only",
-        choices=["streaming", "retrieval", "memory", "crew", "runs"],
+        choices=["streaming", "retrieval", "memory", "crew", "runs", "tracing"],
         help="run one benchmark",
     )
     args = parser.parse_args()
@@ -68,6 +69,8 @@ def main() -> None:
         _save("crew", crew.run(args.kickoffs, args.starts))
     if args.only in (None, "runs"):
         _save("runs", runs.run(args.runs, args.run_concurrency))
+    if args.only in (None, "tracing"):
+        _save("tracing", tracing.run(args.turns_traced))
 
 
 def _save(name: str, figures: dict[str, Any]) -> None:

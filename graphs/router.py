@@ -14,13 +14,16 @@ with the judge model and, on a low score, sends it back to `generate` once.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, NotRequired, cast, get_args
+from typing import Annotated, Any, Literal, NotRequired, TypeVar, cast, get_args
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
@@ -41,6 +44,7 @@ from switchboard.events import Event, EventKind, token
 from switchboard.llm import LLMPool, Message
 from switchboard.llm.tokens import estimate_tokens
 from switchboard.settings import MemorySettings, QualitySettings, Role, RouterSettings
+from switchboard.tracing import current as current_tracing
 from tools.retrieval import SearchDocumentsTool
 
 log = logging.getLogger(__name__)
@@ -593,14 +597,14 @@ def build_router_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> 
         input_schema=RouterInput,
         output_schema=RouterOutput,
     )
-    graph.add_node("recall", recall)
-    graph.add_node("classify", classify)
-    graph.add_node("direct", direct)
-    graph.add_node("rag", rag)
-    graph.add_node("crew", crew)
-    graph.add_node("generate", generate)
-    graph.add_node("check_quality", check_quality)
-    graph.add_node("remember", remember)
+    graph.add_node("recall", _traced("recall", recall))
+    graph.add_node("classify", _traced("classify", classify))
+    graph.add_node("direct", _traced("direct", direct))
+    graph.add_node("rag", _traced("rag", rag))
+    graph.add_node("crew", _traced("crew", crew))
+    graph.add_node("generate", _traced("generate", generate))
+    graph.add_node("check_quality", _traced("check_quality", check_quality))
+    graph.add_node("remember", _traced("remember", remember))
     graph.add_edge(START, "recall")
     graph.add_edge("recall", "classify")
     graph.add_conditional_edges(
@@ -613,3 +617,47 @@ def build_router_graph(checkpointer: BaseCheckpointSaver[Any] | None = None) -> 
     graph.add_conditional_edges("check_quality", after_quality, ["generate", "crew", "remember"])
     graph.add_edge("remember", END)
     return graph.compile(name="router", checkpointer=checkpointer)
+
+
+_Node = TypeVar("_Node", bound=Callable[..., Any])
+
+
+def _traced(name: str, node: _Node) -> _Node:
+    """The node as a span of the run's trace, under the run's root (`switchboard.tracing`);
+    what it does inside (model calls, look-ups) nests under it. Unchanged while tracing is off."""
+    if inspect.iscoroutinefunction(node):
+
+        @functools.wraps(node)
+        async def traced_async(state: RouterState, runtime: Runtime[RouterContext]) -> Any:
+            if not current_tracing().enabled:
+                return await node(state, runtime)
+            with _node_span(name, state) as done:
+                return done(await node(state, runtime))
+
+        return cast(_Node, traced_async)
+
+    @functools.wraps(node)
+    def traced(state: RouterState, runtime: Runtime[RouterContext]) -> Any:
+        if not current_tracing().enabled:
+            return node(state, runtime)
+        with _node_span(name, state) as done:
+            return done(node(state, runtime))
+
+    return cast(_Node, traced)
+
+
+@contextmanager
+def _node_span(name: str, state: RouterState) -> Iterator[Callable[[Any], Any]]:
+    tracing = current_tracing()
+    route = state.get("route")
+    with (
+        tracing.tagged([f"route:{route}"] if route else []),
+        tracing.span(name, kind="chain") as span,
+    ):
+
+        def done(update: Any) -> Any:
+            if isinstance(update, dict):
+                span.update(output={"updated": sorted(update)})
+            return update
+
+        yield done

@@ -22,9 +22,11 @@ from typing import Any
 from memory.graph import EntityInfo, Fact, KnowledgeGraph, normalise
 from memory.sparse import encode_query, terms
 from memory.store import ChunkStore, Hit, SearchFilter
+from switchboard import metrics
 from switchboard.embeddings import Embedder
 from switchboard.errors import SwitchboardError
 from switchboard.settings import GraphSettings, RetrievalSettings
+from switchboard.tracing import current as current_tracing
 
 log = logging.getLogger(__name__)
 _RRF_K = 60
@@ -89,7 +91,17 @@ class Retriever:
         self._graph_settings = graph_settings or GraphSettings()
 
     async def search(self, query: str, where: SearchFilter, k: int | None = None) -> Retrieved:
-        """`retrieve`, augmented by the knowledge graph when there is one."""
+        """`retrieve`, augmented by the knowledge graph when there is one; a span of the run's
+        trace, with the look-ups under it."""
+        with current_tracing().span("retrieval", kind="retriever", input={"query": query}) as span:
+            found = await self._search(query, where, k)
+            span.update(
+                output={"sources": len(found.sources), "facts": len(found.facts)},
+                metadata={"graph": self.graph is not None, "warning": found.warning},
+            )
+        return found
+
+    async def _search(self, query: str, where: SearchFilter, k: int | None) -> Retrieved:
         limit = k or self._settings.top_k
         if self.graph is None:
             return Retrieved(await self.retrieve(query, where, limit))
@@ -120,6 +132,20 @@ class Retriever:
         self, graph: KnowledgeGraph, query: str, tenant: str
     ) -> tuple[list[EntityInfo], list[Fact], list[_Reached]]:
         config = self._graph_settings
+        with (
+            current_tracing().span("neo4j", kind="retriever", input={"query": query}) as span,
+            metrics.timed("neo4j", "graph_lookup"),
+        ):
+            found = await self._look_up(graph, query, tenant, config)
+            linked, facts, reached = found
+            span.update(
+                output={"entities": len(linked), "facts": len(facts), "chunks": len(reached)}
+            )
+        return found
+
+    async def _look_up(
+        self, graph: KnowledgeGraph, query: str, tenant: str, config: GraphSettings
+    ) -> tuple[list[EntityInfo], list[Fact], list[_Reached]]:
         candidates = await graph.search_entities(tenant, query, config.linked_entities * 4)
         linked = link_entities(query, candidates)[: config.linked_entities]
         hoods = await asyncio.gather(
@@ -146,9 +172,14 @@ class Retriever:
     async def _vector(
         self, query: str, dense: list[float], where: SearchFilter, limit: int
     ) -> list[Source]:
-        hits = await self._store.hybrid_search(
-            where, dense, encode_query(query), self._settings.candidates
-        )
+        with (
+            current_tracing().span("qdrant", kind="retriever", input={"query": query}) as span,
+            metrics.timed("qdrant", "hybrid_search"),
+        ):
+            hits = await self._store.hybrid_search(
+                where, dense, encode_query(query), self._settings.candidates
+            )
+            span.update(output={"hits": len(hits)})
         if self._settings.rerank:
             hits = rerank(query, dense, hits)
         return [_source(hit) for hit in hits[:limit]]

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from redisvl.exceptions import RedisVLError
 
+from switchboard import metrics
 from switchboard.errors import SwitchboardError
 
 REDIS_ERRORS = (RedisError, RedisVLError, OSError)
@@ -94,7 +95,8 @@ class Checkpointer(AsyncRedisSaver):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         try:
-            return await super().aget_tuple(config)
+            with metrics.timed("redis", "checkpoint_load"):
+                return await super().aget_tuple(config)
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
 
@@ -107,7 +109,8 @@ class Checkpointer(AsyncRedisSaver):
         stream_mode: str = "values",
     ) -> RunnableConfig:
         try:
-            return await super().aput(config, checkpoint, metadata, new_versions, stream_mode)
+            with metrics.timed("redis", "checkpoint_save"):
+                return await super().aput(config, checkpoint, metadata, new_versions, stream_mode)
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import sys
 from pathlib import Path
 
 import httpx
 
+from switchboard import logs
 from switchboard.settings import Settings, SettingsError, load_settings
 
 # A string, not an import: the CLI sits below the API in the layering.
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(host: str, port: int, log_level: str) -> int:
     import uvicorn
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    # The app's factory configures logging (`switchboard.logs`), uvicorn's loggers included.
+    uvicorn.run(
+        _APP_FACTORY, factory=True, host=host, port=port, log_level=log_level, log_config=None
     )
-    uvicorn.run(_APP_FACTORY, factory=True, host=host, port=port, log_level=log_level)
     return 0
 
 
@@ -73,10 +73,7 @@ def _worker(settings: Settings) -> int:
     import asyncio
     import importlib
 
-    logging.basicConfig(
-        level=settings.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.server.log_level, settings.server.log_format)
     # Imported by name, as the app is: the CLI sits below the API in the layering.
     workers = importlib.import_module("api.workers")
     with contextlib.suppress(KeyboardInterrupt):

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from switchboard import metrics
 from switchboard.runs import RunStore, StoredEvent, as_text, encode
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ class EventHub:
         early if the run (or its events) expired."""
         follower = _Follower(after)
         self._followers.setdefault(run_id, set()).add(follower)
+        metrics.ACTIVE_STREAMS.inc()
         try:
             if not self._local(run_id, follower):
                 await self._wake_up()
@@ -238,6 +240,7 @@ class EventHub:
                 if event.last:
                     return
         finally:
+            metrics.ACTIVE_STREAMS.dec()
             followers = self._followers.get(run_id)
             if followers is not None:
                 followers.discard(follower)

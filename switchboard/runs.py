@@ -80,6 +80,9 @@ class RunRecord:
     started_at: float | None = None
     output: dict[str, Any] | None = None  # the final values
     error: dict[str, Any] | None = None
+    # Its trace (`switchboard.tracing`): chosen when it is made, the caller's when it sent one.
+    trace_id: str = ""
+    parent_span_id: str | None = None
 
     def to_json(self) -> bytes:
         return encode({name: getattr(self, name) for name in _FIELDS})
@@ -436,6 +439,10 @@ class RunStore:
             await self.redis.xclaim(
                 QUEUE, GROUP, consumer, min_idle_time=0, message_ids=list(entry_ids), justid=True
             )
+
+    async def queue_depth(self) -> int:
+        """Runs queued or running (entries are deleted when their run finishes)."""
+        return int(await self.redis.xlen(QUEUE))
 
     async def ack(self, entry_id: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

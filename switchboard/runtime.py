@@ -38,6 +38,8 @@ class RunInfo:
     run_id: str
     thread_id: str
     workflow: str
+    trace_id: str = ""
+    trace_url: str | None = None  # the trace in Langfuse's UI, when configured
 
 
 def new_run(workflow: str, thread_id: str | None) -> RunInfo:
@@ -55,10 +57,15 @@ async def run_events(
     """Run `workflow` and yield its events: `metadata` first, the workflow's own events (which
     its nodes emit through LangGraph's stream writer) as they happen, then one `end` with the
     final state or one `error`."""
-    yield Event(
-        EventKind.METADATA,
-        {"run_id": info.run_id, "thread_id": info.thread_id, "workflow": info.workflow},
-    )
+    metadata_event = {
+        "run_id": info.run_id,
+        "thread_id": info.thread_id,
+        "workflow": info.workflow,
+        "trace_id": info.trace_id,
+    }
+    if info.trace_url:
+        metadata_event["trace_url"] = info.trace_url
+    yield Event(EventKind.METADATA, metadata_event)
     final: dict[str, Any] = {}
     try:
         # `values` with the output keys only: the final state without the (large) input.

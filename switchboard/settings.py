@@ -59,6 +59,11 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     data_dir: Path = Path(".switchboard")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="json: one object per line, with the run, thread and trace ids of the run "
+        "it concerns; text: for reading in a terminal.",
+    )
 
 
 class LLMSettings(BaseModel):
@@ -298,6 +303,32 @@ class GraphSettings(BaseModel):
     max_relations_per_chunk: int = Field(default=30, ge=0, le=60)
 
 
+class TracingSettings(BaseModel):
+    """Langfuse: one trace per run (through its SDK's OpenTelemetry export)."""
+
+    enabled: bool = Field(default=True, description="Trace runs when the keys are set.")
+    public_key: str | None = None
+    secret_key: SecretStr | None = None
+    base_url: str = Field(
+        default="http://127.0.0.1:3000", description="The Langfuse server (or Langfuse Cloud)."
+    )
+    trace_url: str | None = Field(
+        default=None,
+        description="A link to a trace in Langfuse's UI, `{trace_id}` filled in (e.g. "
+        "https://langfuse.example.com/project/<project id>/traces/{trace_id}); sent with the "
+        "trace id when set.",
+    )
+    export_timeout_s: int = Field(
+        default=3, ge=1, le=60, description="Each export to Langfuse, in a background thread."
+    )
+    flush_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="Finished spans are sent at most this late."
+    )
+    shutdown_wait_s: float = Field(
+        default=3.0, ge=0, le=60, description="At shutdown, how long to wait for the last spans."
+    )
+
+
 class Settings(BaseSettings):
     """All settings. Build with `load_settings()` to get readable errors."""
 
@@ -323,6 +354,7 @@ class Settings(BaseSettings):
     graph: GraphSettings = Field(default_factory=GraphSettings)
     crew: CrewSettings = Field(default_factory=CrewSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @property
     def wants_local_backend(self) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from switchboard import logs, metrics
 from switchboard.event_bus import EventHub, EventWriter
 from switchboard.runs import (
     CancelAction,
@@ -213,6 +214,7 @@ class Worker:
             if record is None or record.finished:
                 await self._store.ack(entry_id)  # expired, or finished just before a crash
                 return
+            logs.run_context(run_id, record.thread_id, record.trace_id)
             self._writer.open(run_id, fresh=started is not None or record.attempt == 0)
             self._running[run_id].cancel = cancel
             settled = await self._execute_run(entry_id, record, started is not None)
@@ -246,7 +248,9 @@ class Worker:
                 if running.cancel is None:
                     raise  # the worker is stopping, or lost the run
             else:
+                began = time.monotonic()
                 outcome = await self._execute_events(record)
+                _measure(record, outcome, time.monotonic() - began)
         if running.lost:
             return False  # another worker has the run now; it writes the rest
         running.ended = True
@@ -403,6 +407,12 @@ class Worker:
                         break  # the receiver refuses it: retrying will not help
                 await asyncio.sleep(0.5 * 2**attempt)
         log.warning("webhook for run %s failed: %s", record.run_id, record.webhook)
+
+
+def _measure(record: RunRecord, outcome: Outcome, seconds: float) -> None:
+    route = str((outcome.output or {}).get("route") or "none")
+    metrics.RUNS.labels(record.assistant_id, route, outcome.status).inc()
+    metrics.RUN_DURATION.labels(record.assistant_id, route).observe(seconds)
 
 
 def _summary(record: RunRecord) -> dict[str, Any]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.deps import ServicesDep
 from api.services import Services
+from switchboard import metrics
 from switchboard.errors import SwitchboardError
 from switchboard.llm import Backend, CircuitState
 from switchboard.opening import Opening
@@ -20,6 +23,19 @@ from switchboard.settings import Role
 router = APIRouter(tags=["operations"])
 
 _PROBE_TIMEOUT = 2.0
+
+
+@router.get("/metrics", response_class=Response)
+async def prometheus_metrics(services: ServicesDep) -> Response:
+    """Prometheus' text format (`switchboard.metrics`); the queue depth and the circuits are
+    read now."""
+    with contextlib.suppress(RedisError, OSError):  # Redis down: the last depth read stays
+        metrics.QUEUE_DEPTH.set(await services.runs.queue_depth())
+    for backend in services.llm.backends:
+        for state in CircuitState:
+            value = 1 if backend.breaker.state is state else 0
+            metrics.CIRCUIT_STATE.labels(backend.name, state.value).set(value)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz")

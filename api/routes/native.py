@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from api.deps import ServicesDep, TenantDep
+from api.deps import ServicesDep, TenantDep, TraceDep
 from api.schemas import NativeRunRequest
 from api.sse import sse_response
 from api.streams import RunEvents
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["native"])
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def chat_stream(
-    body: NativeRunRequest, services: ServicesDep, tenant: TenantDep
+    body: NativeRunRequest, services: ServicesDep, tenant: TenantDep, trace: TraceDep
 ) -> StreamingResponse:
     turn = await prepare_turn(
         services,
@@ -34,8 +34,9 @@ async def chat_stream(
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         allow_retry=True,
+        trace=trace,
     )
-    headers = {"X-Run-Id": turn.run_id, "X-Thread-Id": turn.thread_id}
+    headers = turn.headers
     return sse_response(_frames(await turn.start(services)), headers)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import ServicesDep, TenantDep
+from api.deps import ServicesDep, TenantDep, TraceDep
 from api.schemas import ChatCompletionRequest
 from api.sse import sse_response
 from api.streams import RunEvents
@@ -42,7 +42,7 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, services: ServicesDep, tenant: TenantDep
+    body: ChatCompletionRequest, services: ServicesDep, tenant: TenantDep, trace: TraceDep
 ) -> Response:
     turn = await prepare_turn(
         services,
@@ -54,8 +54,9 @@ async def chat_completions(
         temperature=body.temperature,
         # Streamed tokens cannot be taken back, so a streamed turn is graded but not retried.
         allow_retry=not body.stream,
+        trace=trace,
     )
-    headers = {"X-Run-Id": turn.run_id, "X-Thread-Id": turn.thread_id}
+    headers = turn.headers
     run = await turn.start(services)
     if not body.stream:
         return await _complete(turn, run, body.model, headers)

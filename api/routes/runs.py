@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from api.deps import ServicesDep, TenantDep
+from api.deps import ServicesDep, TenantDep, TraceDep
 from api.langgraph_schemas import STREAM_MODES, RunCreate
 from api.routes.assistants import find_workflow
 from api.services import Services
@@ -26,6 +26,7 @@ from api.sse import sse_response
 from api.streams import RunEvents
 from switchboard.errors import InvalidRequest, NotFound, SwitchboardError
 from switchboard.runs import RunRecord, StoredEvent, new_run_id
+from switchboard.tracing import TraceRef
 from switchboard.worker import public_run
 
 router = APIRouter(tags=["runs"])
@@ -45,6 +46,7 @@ async def _create(
     thread_id: str | None,
     body: RunCreate,
     idempotency_key: str | None,
+    trace: TraceRef,
 ) -> RunRecord:
     spec = find_workflow(services, body.assistant_id)
     if idempotency_key is not None:
@@ -91,6 +93,8 @@ async def _create(
         multitask_strategy=body.multitask_strategy,
         webhook=str(body.webhook) if body.webhook else None,
         stateless=stateless and body.on_completion == "delete",
+        trace_id=trace.trace_id,
+        parent_span_id=trace.parent_span_id,
     )
     if record.input is None:
         raise InvalidRequest("input: a run needs input with messages", param="input")
@@ -104,6 +108,7 @@ def _locations(record: RunRecord, stateless: bool) -> dict[str, str]:
     return {
         "Content-Location": f"/runs/{record.run_id}" if stateless else thread_run,
         "Location": f"{thread_run}/stream",
+        "X-Trace-Id": record.trace_id,
     }
 
 
@@ -149,24 +154,39 @@ async def _outcome(run: RunEvents) -> dict[str, Any]:
 
 
 async def _created(
-    services: Services, tenant: str, thread_id: str | None, body: RunCreate, key: str | None
+    services: Services,
+    tenant: str,
+    thread_id: str | None,
+    body: RunCreate,
+    key: str | None,
+    trace: TraceRef,
 ) -> JSONResponse:
-    record = await _create(services, tenant, thread_id, body, key)
+    record = await _create(services, tenant, thread_id, body, key, trace)
     return JSONResponse(public_run(record), headers=_locations(record, thread_id is None))
 
 
 async def _streamed(
-    services: Services, tenant: str, thread_id: str | None, body: RunCreate, key: str | None
+    services: Services,
+    tenant: str,
+    thread_id: str | None,
+    body: RunCreate,
+    key: str | None,
+    trace: TraceRef,
 ) -> StreamingResponse:
-    record = await _create(services, tenant, thread_id, body, key)
+    record = await _create(services, tenant, thread_id, body, key, trace)
     run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
     return sse_response(_stream(run, None), _locations(record, thread_id is None))
 
 
 async def _waited(
-    services: Services, tenant: str, thread_id: str | None, body: RunCreate, key: str | None
+    services: Services,
+    tenant: str,
+    thread_id: str | None,
+    body: RunCreate,
+    key: str | None,
+    trace: TraceRef,
 ) -> JSONResponse:
-    record = await _create(services, tenant, thread_id, body, key)
+    record = await _create(services, tenant, thread_id, body, key, trace)
     run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
     headers = _locations(record, thread_id is None)
     headers["Location"] = f"/threads/{record.thread_id}/runs/{record.run_id}/join"
@@ -183,9 +203,10 @@ async def create_run(
     body: RunCreate,
     services: ServicesDep,
     tenant: TenantDep,
+    trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _created(services, tenant, thread_id, body, idempotency_key)
+    return await _created(services, tenant, thread_id, body, idempotency_key, trace)
 
 
 @router.post("/threads/{thread_id}/runs/stream", response_class=StreamingResponse, responses=_SSE)
@@ -194,9 +215,10 @@ async def stream_run(
     body: RunCreate,
     services: ServicesDep,
     tenant: TenantDep,
+    trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
-    return await _streamed(services, tenant, thread_id, body, idempotency_key)
+    return await _streamed(services, tenant, thread_id, body, idempotency_key, trace)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
@@ -205,9 +227,10 @@ async def wait_run(
     body: RunCreate,
     services: ServicesDep,
     tenant: TenantDep,
+    trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _waited(services, tenant, thread_id, body, idempotency_key)
+    return await _waited(services, tenant, thread_id, body, idempotency_key, trace)
 
 
 # Stateless runs: a thread of their own, forgotten when they end (`on_completion: keep` keeps it).
@@ -216,9 +239,10 @@ async def create_stateless_run(
     body: RunCreate,
     services: ServicesDep,
     tenant: TenantDep,
+    trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _created(services, tenant, None, body, idempotency_key)
+    return await _created(services, tenant, None, body, idempotency_key, trace)
 
 
 @router.post("/runs/stream", response_class=StreamingResponse, responses=_SSE)
@@ -226,9 +250,10 @@ async def stream_stateless_run(
     body: RunCreate,
     services: ServicesDep,
     tenant: TenantDep,
+    trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
-    return await _streamed(services, tenant, None, body, idempotency_key)
+    return await _streamed(services, tenant, None, body, idempotency_key, trace)
 
 
 @router.post("/runs/wait")
@@ -236,9 +261,10 @@ async def wait_stateless_run(
     body: RunCreate,
     services: ServicesDep,
     tenant: TenantDep,
+    trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _waited(services, tenant, None, body, idempotency_key)
+    return await _waited(services, tenant, None, body, idempotency_key, trace)
 
 
 # Reading, joining and cancelling.

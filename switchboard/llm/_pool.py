@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from switchboard import metrics
 from switchboard.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -23,6 +26,7 @@ from switchboard.llm._breaker import CircuitBreaker, CircuitState
 from switchboard.llm._wire import RetryableFailure, TransportFailure, WireClient
 from switchboard.llm.tokens import estimate_prompt_tokens, estimate_tokens
 from switchboard.settings import BackendConfig, LLMSettings, Role
+from switchboard.tracing import current as current_tracing
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +95,26 @@ class ChatStream:
         self.backend = ""
         self.model = ""
         self.finish_reason = "stop"
+        self.first_token_at: datetime | None = None
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._run()
+        # Traced, the call is a generation of the run's trace; off, not even a wrapper.
+        return self._traced() if current_tracing().enabled else self._run()
+
+    async def _traced(self) -> AsyncIterator[str]:
+        generation = current_tracing().generation(
+            self._role.value, model=None, input=list(self._messages), parameters=self._params
+        )
+        pieces: list[str] = []
+        try:
+            async for piece in self._run():
+                pieces.append(piece)
+                yield piece
+        except BaseException as exc:
+            generation.update(level="ERROR", status_message=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            _end_generation(generation, "".join(pieces), self)
 
     async def _run(self) -> AsyncIterator[str]:
         settings = self._pool.settings
@@ -113,6 +134,7 @@ class ChatStream:
                 reported: Usage | None = None
                 pieces = 0
                 loop = asyncio.get_running_loop()
+                asked = time.perf_counter()
                 try:
                     async with asyncio.timeout(settings.first_token_timeout) as deadline:
                         async for chunk in backend.wire.stream_chat(body):
@@ -134,6 +156,10 @@ class ChatStream:
                                 started = True
                                 backend.breaker.record_success()
                                 self.backend, self.model = backend.name, model
+                                self.first_token_at = datetime.now(UTC)
+                                metrics.TIME_TO_FIRST_TOKEN.labels(backend.name, model).observe(
+                                    time.perf_counter() - asked
+                                )
                             pieces += 1
                             # The idle clock runs only while we wait on the backend, not while
                             # the consumer holds the piece.
@@ -141,18 +167,21 @@ class ChatStream:
                             yield piece
                             deadline.reschedule(loop.time() + settings.idle_timeout)
                 except RetryableFailure as exc:
+                    _count_error(backend, "interrupted" if started else "retryable")
                     if started:
                         backend.breaker.record_failure()
                         raise StreamInterrupted(f"{backend.name}: {exc.reason}") from None
                     attempts.append(_Attempt(backend.name, exc.reason, exc.retry_after))
                     continue
                 except TransportFailure as exc:
+                    _count_error(backend, "interrupted" if started else "transport")
                     backend.breaker.record_failure()
                     if started:
                         raise StreamInterrupted(f"{backend.name}: stream broke: {exc}") from None
                     attempts.append(_Attempt(backend.name, str(exc)))
                     break
                 except TimeoutError:
+                    _count_error(backend, "interrupted" if started else "timeout")
                     backend.breaker.record_failure()
                     if started:
                         raise StreamInterrupted(
@@ -174,6 +203,7 @@ class ChatStream:
                 self.usage = reported or Usage(
                     estimate_prompt_tokens(self._messages), pieces, estimated=True
                 )
+                _count_tokens(backend.name, model, self.usage)
                 return
             else:
                 backend.breaker.record_failure()
@@ -207,9 +237,24 @@ class LLMPool:
         async def call(backend: Backend, model: str) -> Completion:
             body = {**params, "model": model, "messages": list(messages), "stream": False}
             data = await backend.wire.chat(body)
-            return _parse_completion(data, backend.name, model, messages)
+            completion = _parse_completion(data, backend.name, model, messages)
+            _count_tokens(backend.name, model, completion.usage)
+            return completion
 
-        return await self._call(role, call)
+        tracing = current_tracing()
+        if not tracing.enabled:
+            return await self._call(role, call)
+        generation = tracing.generation(
+            role.value, model=None, input=list(messages), parameters=params
+        )
+        try:
+            completion = await self._call(role, call)
+        except BaseException as exc:
+            generation.update(level="ERROR", status_message=f"{type(exc).__name__}: {exc}")
+            generation.end()
+            raise
+        _end_generation(generation, completion.text, completion)
+        return completion
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embeddings of `texts` from the `embeddings` role, in order, with retries and failover."""
@@ -239,12 +284,15 @@ class LLMPool:
                     async with asyncio.timeout(self.settings.request_timeout):
                         result = await call(backend, model)
                 except RetryableFailure as exc:
+                    _count_error(backend, "retryable")
                     attempts.append(_Attempt(backend.name, exc.reason, exc.retry_after))
                     continue
                 except TransportFailure as exc:
+                    _count_error(backend, "transport")
                     attempts.append(_Attempt(backend.name, str(exc)))
                     break
                 except TimeoutError:
+                    _count_error(backend, "timeout")
                     reason = f"no answer in {self.settings.request_timeout:g}s"
                     attempts.append(_Attempt(backend.name, reason))
                     break
@@ -287,6 +335,34 @@ class LLMPool:
 
     def circuit_states(self) -> dict[str, CircuitState]:
         return {b.name: b.breaker.state for b in self.backends}
+
+
+def _count_error(backend: Backend, kind: str) -> None:
+    metrics.BACKEND_ERRORS.labels(backend.name, kind).inc()
+
+
+def _count_tokens(backend: str, model: str, usage: Usage) -> None:
+    metrics.TOKENS.labels(backend, model, "in").inc(usage.prompt_tokens)
+    metrics.TOKENS.labels(backend, model, "out").inc(usage.completion_tokens)
+
+
+def _end_generation(generation: Any, output: str, call: ChatStream | Completion) -> None:
+    """A model call's generation, completed: the model that answered, its output, token usage
+    (ours when the backend reported none: `usage_estimated`) and first token's time."""
+    fields: dict[str, Any] = {
+        "output": output,
+        "usage_details": {
+            "input": call.usage.prompt_tokens,
+            "output": call.usage.completion_tokens,
+        },
+        "metadata": {"backend": call.backend, "usage_estimated": call.usage.estimated},
+    }
+    if call.model:
+        fields["model"] = call.model
+    if isinstance(call, ChatStream) and call.first_token_at is not None:
+        fields["completion_start_time"] = call.first_token_at
+    generation.update(**fields)
+    generation.end()
 
 
 def _parse_completion(

@@ -63,6 +63,8 @@ async def test_assistants_threads_and_a_streamed_run(
     ]
     kinds = [p.event for p in parts]
     assert kinds[0] == "metadata" and kinds[-1] == "end"
+    trace_id = parts[0].data["trace_id"]  # the run's trace (tracing off: for its log lines)
+    assert len(trace_id) == 32 and int(trace_id, 16)
     assert {"values", "updates", "messages", "custom"} <= set(kinds)
     tokens = "".join(p.data[0]["content"] for p in parts if p.event == "messages")
     assert tokens == "Red, green and blue."
