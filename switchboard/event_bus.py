@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 import uuid
@@ -84,6 +85,7 @@ class EventWriter:
     def close(self, run_id: str) -> None:
         """The run no longer executes here (ended, lost or stopped)."""
         self._ids.pop(run_id, None)
+        self._failures.pop(run_id, None)  # not held against a later attempt here
         if self._hub is not None:
             self._hub.release(run_id)
 
@@ -99,7 +101,11 @@ class EventWriter:
             self._hurry.set()
         self._pending.append(_Pending(run_id, name, data, encoded, last, entry_id))
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="event writer")
+            # A context of its own: not the run that happened to start it (its trace, its ids
+            # on log lines), since it writes every run's events.
+            self._flusher = asyncio.create_task(
+                self._flush(), name="event writer", context=contextvars.Context()
+            )
 
     async def _flush(self) -> None:
         while self._pending:
@@ -112,28 +118,33 @@ class EventWriter:
             for event in batch:
                 self._in_flight[event.run_id] = self._in_flight.get(event.run_id, 0) + 1
             try:
-                written = await self._store.append_many(
-                    [(e.run_id, e.name, e.encoded, e.last, e.entry_id) for e in batch]
+                await self._write(batch)
+            finally:  # whatever happened, no run waits for this batch any more
+                for event in batch:
+                    left = self._in_flight[event.run_id] - 1
+                    if left:
+                        self._in_flight[event.run_id] = left
+                    else:
+                        del self._in_flight[event.run_id]
+                async with self._progress:
+                    self._progress.notify_all()
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            written = await self._store.append_many(
+                [(e.run_id, e.name, e.encoded, e.last, e.entry_id) for e in batch]
+            )
+        except Exception as exc:  # Redis down: those runs fail when they drain
+            log.error("could not write %d run events: %s", len(batch), exc)
+            written = [exc] * len(batch)
+        for event, outcome in zip(batch, written, strict=True):
+            if isinstance(outcome, BaseException):
+                self._failures[event.run_id] = outcome
+            elif event.entry_id is None and self._hub is not None:
+                self._hub.publish(
+                    event.run_id,
+                    StoredEvent(outcome, event.name, event.data, event.encoded, event.last),
                 )
-            except Exception as exc:  # Redis down: those runs fail when they drain
-                log.error("could not write %d run events: %s", len(batch), exc)
-                written = [exc] * len(batch)
-            for event, outcome in zip(batch, written, strict=True):
-                if isinstance(outcome, BaseException):
-                    self._failures[event.run_id] = outcome
-                elif event.entry_id is None and self._hub is not None:
-                    self._hub.publish(
-                        event.run_id,
-                        StoredEvent(outcome, event.name, event.data, event.encoded, event.last),
-                    )
-            for event in batch:
-                left = self._in_flight[event.run_id] - 1
-                if left:
-                    self._in_flight[event.run_id] = left
-                else:
-                    del self._in_flight[event.run_id]
-            async with self._progress:
-                self._progress.notify_all()
 
     def _writing(self, run_id: str) -> bool:
         return run_id in self._in_flight
@@ -273,7 +284,9 @@ class EventHub:
         for follower in behind:
             follower.local = False
         if behind:
-            task = asyncio.create_task(self._wake_up(), name="event hub wake-up")
+            task = asyncio.create_task(
+                self._wake_up(), name="event hub wake-up", context=contextvars.Context()
+            )
             _waking.add(task)
             task.add_done_callback(_waking.discard)
 
@@ -291,7 +304,10 @@ class EventHub:
 
     async def _wake_up(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._read(), name="event hub")
+            # Not in the context of the run whose follower started it: it serves them all.
+            self._task = asyncio.create_task(
+                self._read(), name="event hub", context=contextvars.Context()
+            )
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xadd(self._wake, {"w": "1"}, maxlen=16, approximate=True)

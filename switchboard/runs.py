@@ -18,6 +18,7 @@ Keys (all under `switchboard:`):
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -112,7 +113,10 @@ _FIELDS = tuple(RunRecord.__dataclass_fields__)
 
 def encode(value: Any) -> bytes:
     """JSON for Redis and SSE (orjson: a run's every event is encoded once, on the hot path)."""
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # what orjson refuses and json takes (integers beyond 64 bits)
+        return json.dumps(value, default=str, separators=(",", ":")).encode()
 
 
 def new_run_id() -> str:

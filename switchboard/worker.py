@@ -279,6 +279,10 @@ class Worker:
         if written is None:
             log.warning("worker %s lost run %s to another worker", self.name, record.run_id)
             running.lost = True
+            with contextlib.suppress(Exception):  # as `drain` would have: best effort
+                await self._store.append_many(
+                    [(record.run_id, e.name, e.encoded, e.last, e.entry_id) for e in rest]
+                )
             return False
         if written:  # the ids of `rest`, then of the closing event
             for event, event_id in zip(rest, written, strict=False):

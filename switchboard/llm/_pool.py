@@ -110,6 +110,8 @@ class ChatStream:
             async for piece in self._run():
                 pieces.append(piece)
                 yield piece
+        except (GeneratorExit, asyncio.CancelledError):
+            raise  # the caller stopped reading: not the call's failure
         except BaseException as exc:
             generation.update(level="ERROR", status_message=f"{type(exc).__name__}: {exc}")
             raise

@@ -384,3 +384,38 @@ def test_a_run_s_log_lines_carry_its_run_thread_and_trace_ids(backend: ScriptedB
     of_run = [line for line in lines.lines if line.get("run_id") == ids["run_id"]]
     assert any("failed" in line["message"] for line in of_run), lines.lines
     assert all({k: line[k] for k in ids} == ids for line in of_run)
+
+
+def test_a_graph_augmented_rag_run_traces_its_neo4j_look_up(
+    backend: ScriptedBackend, sink: LangfuseSink, neo4j_url: str
+) -> None:
+    from tests.service.test_knowledge_graph import WITH_GRAPH, WITH_TEXT
+
+    _script(backend, route="rag")
+    settings = make_settings(
+        backend_entry("p", backend), graph={"url": neo4j_url}, tracing=_tracing(sink.url)
+    )
+    tenant = {"X-Switchboard-Tenant": f"t-{uuid.uuid4().hex[:8]}"}
+    with running_service(settings) as url:
+        backend.enqueue(Reply(text=json.dumps(WITH_GRAPH)), model="extractor")
+        uploaded = httpx.post(
+            f"{url}/documents",
+            json={"text": WITH_TEXT, "title": "The with statement"},
+            headers=tenant,
+            timeout=30,
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        response = _chat(url, "What does the with statement use?", headers=tenant)
+    spans = _trace(sink, response.headers["X-Trace-Id"])
+    (retrieval,) = [s for s in spans if s.name == "retrieval"]
+    assert retrieval.json("langfuse.observation.output")["facts"] >= 1
+    assert retrieval.json("langfuse.observation.metadata.graph") is True
+    looked_up = {s.name: s for s in _children(spans, retrieval)}
+    assert set(looked_up) == {"neo4j", "qdrant"}
+    neo4j = looked_up["neo4j"]
+    assert neo4j.kind == "retriever"
+    assert neo4j.json("langfuse.observation.input") == {
+        "query": "What does the with statement use?"
+    }
+    found = neo4j.json("langfuse.observation.output")
+    assert found["entities"] >= 1 and found["facts"] >= 1 and found["chunks"] >= 1
