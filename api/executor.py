@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from langgraph.types import StateSnapshot
 
 from api.services import Services
 from graphs import RouterContext
+from memory.threads import deferred_checkpoints
 from switchboard.errors import SwitchboardError
 from switchboard.events import Event, EventKind
 from switchboard.runs import RunRecord
@@ -72,13 +74,24 @@ def make_executor(services: Services) -> Executor:
             input=record.input,
             metadata={"run_id": record.run_id, "tenant": record.tenant},
         ) as root:
-            steps = (
-                _chat(services, record) if record.kind == "chat" else _langgraph(services, record)
+            # Saved once at the end (durability `exit`), the run's checkpoint goes with its end
+            # in one round trip (`deferred_checkpoints`, `RunStore.finish`).
+            exit_only = services.settings.redis.durability == "exit"
+            saving: AbstractContextManager[list[tuple[Any, ...]]] = (
+                deferred_checkpoints() if exit_only else nullcontext([])
             )
-            async for item in steps:
-                if isinstance(item, Outcome):
-                    _trace_outcome(tracing, record, root, item)
-                yield item
+            with saving as writes:
+                steps = _chat if record.kind == "chat" else _langgraph
+                try:
+                    async for item in steps(services, record):
+                        if isinstance(item, Outcome):
+                            item = replace(item, writes=tuple(writes))
+                            writes.clear()  # they go with the run's end
+                            _trace_outcome(tracing, record, root, item)
+                        yield item
+                finally:
+                    if writes:  # stopped before its end (cancelled): what LangGraph saved then
+                        await services.memory.checkpointer.write_deferred(writes)
 
     return execute
 

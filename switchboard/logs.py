@@ -74,3 +74,9 @@ def configure(level: str, format: Literal["json", "text"]) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # A line per model call and per Langfuse export at `info` is noise (and CPU on every run).
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+_CHATTY = ("httpx", "httpcore")
