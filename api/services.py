@@ -29,7 +29,7 @@ from switchboard.event_bus import EventHub
 from switchboard.llm import LLMPool
 from switchboard.llm.local import LocalLlamaServer
 from switchboard.opening import Opening
-from switchboard.runs import RunRecord, RunStore
+from switchboard.runs import OwnedBy, RunRecord, RunStore
 from switchboard.settings import Settings
 from switchboard.worker import Worker
 
@@ -117,13 +117,16 @@ class Services:
     crew: CrewRunner | None  # None: the crew route and workflow are off
     worker: Worker | None = None  # the worker inside this process, while it runs
 
-    async def submit(self, record: RunRecord, idempotency_key: str | None = None) -> RunRecord:
+    async def submit(
+        self, record: RunRecord, idempotency_key: str | None = None, owner: OwnedBy | None = None
+    ) -> RunRecord:
         """Queue a run: through this process's worker when it has one (which may start it at
         once), else for whichever worker reads the queue first. Returns the run (with an
-        idempotency key already used, the run that key created)."""
+        idempotency key already used, the run that key created). `owner`: the thread's claim,
+        sent in the same round trip; the run is made only on the tenant's own thread."""
         if self.worker is not None:
-            return await self.worker.submit(record, idempotency_key)
-        created, _ = await self.runs.create(record, idempotency_key)
+            return await self.worker.submit(record, idempotency_key, owner)
+        created, _ = await self.runs.create(record, idempotency_key, owner=owner)
         return created
 
     @property

@@ -10,13 +10,14 @@ from api.schemas import ChatMessageIn, SwitchboardOptions
 from api.services import Services
 from api.streams import RunEvents
 from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge
-from switchboard.runs import RunRecord, new_run_id
+from switchboard.runs import OwnedBy, RunRecord, new_run_id
 from switchboard.tracing import TraceRef
 
 
 @dataclass(frozen=True, slots=True)
 class Turn:
     record: RunRecord
+    owner: OwnedBy  # the thread's claim, sent with the run's queueing
 
     @property
     def run_id(self) -> str:
@@ -38,7 +39,7 @@ class Turn:
     async def start(self, services: Services) -> RunEvents:
         """Queue the run for a worker and follow its events; closing them cancels the run
         (a chat client that goes away does not want the rest)."""
-        await services.submit(self.record)
+        await services.submit(self.record, owner=self.owner)
         return RunEvents(services, self.record.run_id, cancel_on_close=True)
 
 
@@ -88,10 +89,9 @@ async def prepare_turn(
     thread_id = options.thread_id or new_run_id()
     memory = services.memory
     await memory.ensure_ready()
-    owner = await memory.threads.claim(thread_id, tenant, options.user, spec.name)
-    if owner is None or owner.tenant != tenant:
-        # Another tenant's thread: answered as if it did not exist, so ids do not leak.
-        raise NotFound(f"thread {thread_id!r} not found", param="thread_id")
+    # Another tenant's thread is answered as if it did not exist (`ThreadNotFound` from the
+    # queueing script), so ids do not leak.
+    owner = memory.threads.owned_by(thread_id, tenant, options.user, spec.name)
     return Turn(
         RunRecord(
             run_id=new_run_id(),
@@ -110,5 +110,6 @@ async def prepare_turn(
                 "temperature": temperature,
                 "allow_retry": allow_retry,
             },
-        )
+        ),
+        owner,
     )

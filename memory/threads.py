@@ -33,6 +33,7 @@ from ulid import ULID
 
 from switchboard import metrics
 from switchboard.errors import SwitchboardError
+from switchboard.runs import OwnedBy
 
 REDIS_ERRORS = (RedisError, RedisVLError, OSError)
 
@@ -301,27 +302,41 @@ class ThreadRegistry:
         user) its owner; later turns of the owner refresh its expiry; another tenant's thread is
         left alone. Returns the owner, which the caller compares (None: no such thread and
         `create` is False)."""
-        key = self._key(thread_id)
         try:
-            raw = await self._redis.eval(
-                _CLAIM,
-                3,
-                key,
-                self._tenant_key(tenant),
-                self._user_key(tenant, user or "-"),
-                tenant,
-                user or "",
-                workflow,
-                str(time.time()),
-                self._ttl or 0,
-                1 if create else 0,
-                thread_id,
-            )
+            _, script, *args = self._claim_command(thread_id, tenant, user, workflow, create)
+            raw = await self._redis.eval(script, *args)
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
         if not raw:
             return None
         return _owner(thread_id, dict(zip(raw[::2], raw[1::2], strict=True)))
+
+    def owned_by(
+        self, thread_id: str, tenant: str, user: str | None, workflow: str, create: bool = True
+    ) -> OwnedBy:
+        """The claim of `claim`, for the script that queues the turn's run to send first and
+        check (one round trip for both: `RunStore.create`)."""
+        claim = self._claim_command(thread_id, tenant, user, workflow, create)
+        return OwnedBy(self._key(thread_id), tenant, claim)
+
+    def _claim_command(
+        self, thread_id: str, tenant: str, user: str | None, workflow: str, create: bool
+    ) -> tuple[Any, ...]:
+        return (
+            "EVAL",
+            _CLAIM,
+            3,
+            self._key(thread_id),
+            self._tenant_key(tenant),
+            self._user_key(tenant, user or "-"),
+            tenant,
+            user or "",
+            workflow,
+            str(time.time()),
+            self._ttl or 0,
+            1 if create else 0,
+            thread_id,
+        )
 
     async def threads_of(self, tenant: str, user: str) -> list[str]:
         try:

@@ -29,7 +29,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from switchboard.errors import SwitchboardError
+from switchboard import metrics
+from switchboard.errors import NotFound, SwitchboardError
 from switchboard.settings import RuntimeSettings
 
 RunStatus = Literal["pending", "running", "success", "error", "interrupted", "timeout"]
@@ -133,6 +134,22 @@ class StoredEvent:
     last: bool
 
 
+class ThreadNotFound(NotFound):
+    """The run's thread does not exist, or is another tenant's (the same answer: ids do not
+    leak)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedBy:
+    """The run's thread, checked by the queueing script: it must belong to `tenant` (its owner
+    hash is `key`) once `claim` — a Redis command sent first, in the same round trip: the
+    thread's claim for this turn — has run."""
+
+    key: str
+    tenant: str
+    claim: tuple[Any, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """A queue entry that `create` handed to the worker that asked, in the same round trip.
@@ -189,44 +206,64 @@ class RunStore:
 
     # Records.
     async def create(
-        self, record: RunRecord, idempotency_key: str | None = None, worker: str | None = None
+        self,
+        record: RunRecord,
+        idempotency_key: str | None = None,
+        worker: str | None = None,
+        owner: OwnedBy | None = None,
     ) -> tuple[RunRecord, Claim | None]:
         """Store a new run and queue it; with an idempotency key already used, the run that
         key created instead (nothing new is queued). With `worker` (one with a free slot), the
         oldest queued run is also handed to it — normally this one, started at once when it is
-        first on its thread. Raises `QueueFull`, `QueueUnavailable`."""
+        first on its thread. With `owner`, the thread's claim goes first in the same round trip
+        and the run is made only on the tenant's own thread. Raises `QueueFull`,
+        `QueueUnavailable`, `ThreadNotFound`."""
         try:
-            return await self._create(record, idempotency_key, worker)
+            return await self._create(record, idempotency_key, worker, owner)
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(f"the run queue (Redis) is unavailable: {exc}") from exc
 
     async def _create(
-        self, record: RunRecord, idempotency_key: str | None, worker: str | None
+        self,
+        record: RunRecord,
+        idempotency_key: str | None,
+        worker: str | None,
+        owner: OwnedBy | None,
     ) -> tuple[RunRecord, Claim | None]:
         # The key is claimed in the same script that queues the run, so two requests racing
         # with one key make one run.
         key = self._idempotency(record.tenant, idempotency_key) if idempotency_key else ""
         running = replace(record, status="running", attempt=1, started_at=record.created_at)
-        reply: Any = await self.redis.eval(
-            _CREATE,
-            6,
-            QUEUE,
-            self._run(record.run_id),
-            self._thread_runs(record.thread_id),
-            self._active(record.thread_id),
-            key or f"{_PREFIX}idempotency:-",
-            self._lease(record.run_id),
-            self.settings.max_queued,
-            record.to_json(),
-            record.run_id,
-            record.created_at,
-            self._retention_s if key else 0,
-            f"{_PREFIX}run:",
-            worker or "",
-            running.to_json() if worker else "",
-            self.settings.lease_ms,
-        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if owner is not None:
+                pipe.execute_command(*owner.claim)
+            pipe.eval(
+                _CREATE,
+                7,
+                QUEUE,
+                self._run(record.run_id),
+                self._thread_runs(record.thread_id),
+                self._active(record.thread_id),
+                key or f"{_PREFIX}idempotency:-",
+                self._lease(record.run_id),
+                owner.key if owner else f"{_PREFIX}thread:-",
+                self.settings.max_queued,
+                record.to_json(),
+                record.run_id,
+                record.created_at,
+                self._retention_s if key else 0,
+                f"{_PREFIX}run:",
+                worker or "",
+                running.to_json() if worker else "",
+                self.settings.lease_ms,
+                owner.tenant if owner else "",
+            )
+            with metrics.timed("redis", "run_create"):
+                replies = await pipe.execute()
+        reply: Any = replies[-1]
         outcome = reply[0]
+        if outcome == 3:
+            raise ThreadNotFound(f"thread {record.thread_id!r} not found", param="thread_id")
         if outcome == 0:
             raise QueueFull(f"{self.settings.max_queued} runs are queued or running; try later")
         if outcome == 2:  # the run this key created before
@@ -331,7 +368,8 @@ class RunStore:
                 len(events),
                 *flat,
             )
-            replies = await pipe.execute()
+            with metrics.timed("redis", "run_finish"):  # with the run's checkpoint
+                replies = await pipe.execute()
         reply: Any = replies[-1]
         if reply[0] == 0:
             return None
@@ -462,12 +500,16 @@ class RunStore:
             await pipe.execute()
 
 
+# Nothing on a thread that is not the tenant's own (ARGV[10], the owner hash KEYS[7]: {3}).
 # Queued unless the queue is full ({0}): the record, the thread's indexes and the queue entry at
 # once ({1}). With an idempotency key (ARGV[5] > 0): the run the key made, if it still exists,
 # instead ({2, run id}). With a worker (ARGV[7]): the oldest undelivered entry is delivered to it
 # ({1, entry id, run id}) — this run's, unless others wait — and this run, when it is first on its
 # thread, starts: the worker's lease and the running record (ARGV[8]) ({1, entry id, run id, 1}).
 _CREATE = """
+if ARGV[10] ~= '' and redis.call('hget', KEYS[7], 'tenant') ~= ARGV[10] then
+  return {3}
+end
 if tonumber(ARGV[5]) > 0 then
   local existing = redis.call('get', KEYS[5])
   if existing and redis.call('exists', ARGV[6] .. existing) == 1 then

@@ -32,6 +32,7 @@ from switchboard import logs, metrics
 from switchboard.event_bus import EventHub, EventWriter
 from switchboard.runs import (
     CancelAction,
+    OwnedBy,
     RunRecord,
     RunStatus,
     RunStore,
@@ -122,16 +123,21 @@ class Worker:
         self._hub = hub
         self._writer = EventWriter(store, hub, settings.events_write_delay_ms)
 
-    async def submit(self, record: RunRecord, idempotency_key: str | None = None) -> RunRecord:
+    async def submit(
+        self,
+        record: RunRecord,
+        idempotency_key: str | None = None,
+        owner: OwnedBy | None = None,
+    ) -> RunRecord:
         """Queue a run made in this process (`RunStore.create`). With a slot free here, the same
         round trip hands this worker the oldest queued run — normally this one, which starts at
         once, without the queue read, lease and start of a run taken from the queue."""
         if self._slots.locked():
-            created, _ = await self._store.create(record, idempotency_key)
+            created, _ = await self._store.create(record, idempotency_key, owner=owner)
             return created
         await self._slots.acquire()
         try:
-            created, claim = await self._store.create(record, idempotency_key, self.name)
+            created, claim = await self._store.create(record, idempotency_key, self.name, owner)
         except BaseException:
             self._slots.release()
             raise

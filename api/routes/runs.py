@@ -61,17 +61,17 @@ async def _create(
     await services.memory.ensure_ready()
     threads = services.memory.threads
     stateless = thread_id is None
+    creating = stateless or body.if_not_exists == "create"
     if thread_id is None:
         thread_id = new_run_id()
-        await threads.claim(thread_id, tenant, options.user, spec.name)
-    else:
-        creating = body.if_not_exists == "create"
+    # `enqueue` (the default) needs no look at the thread's runs (they execute in order anyway):
+    # its claim then goes with the run's queueing, in one round trip.
+    strategy = body.multitask_strategy
+    if not stateless and strategy != "enqueue":
         owner = await threads.claim(thread_id, tenant, options.user, spec.name, creating)
         if owner is None or owner.tenant != tenant:
             raise NotFound(f"thread {thread_id!r} not found", param="thread_id")
-        # `enqueue` (the default) needs no look: runs on a thread execute in order anyway.
-        strategy = body.multitask_strategy
-        active = [] if strategy == "enqueue" else await services.runs.active(thread_id)
+        active = await services.runs.active(thread_id)
         if active and body.multitask_strategy == "reject":
             raise ThreadBusy(
                 "the thread is already running a run; wait for it to finish or choose "
@@ -98,7 +98,8 @@ async def _create(
     )
     if record.input is None:
         raise InvalidRequest("input: a run needs input with messages", param="input")
-    return await services.submit(record, idempotency_key)
+    owned = threads.owned_by(thread_id, tenant, options.user, spec.name, creating)
+    return await services.submit(record, idempotency_key, owned)
 
 
 def _locations(record: RunRecord, stateless: bool) -> dict[str, str]:

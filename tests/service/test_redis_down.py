@@ -35,7 +35,8 @@ async def test_redis_stopped_and_restarted(tmp_path: Path, backend: ScriptedBack
             refused = _turn(url, "Still there?", "t")
             assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
             error = refused.json()["error"]
-            assert error["code"] == "memory_unavailable"
+            # The turn's thread claim and its queueing are one round trip to Redis.
+            assert error["code"] == "queue_unavailable"
             assert "Redis" in error["message"]
             # The LangGraph API says the same in its own shape.
             run = httpx.post(
@@ -47,7 +48,7 @@ async def test_redis_stopped_and_restarted(tmp_path: Path, backend: ScriptedBack
                 timeout=30,
             )
             assert run.status_code == 503 and run.headers["Retry-After"] == "1"
-            assert run.json()["code"] == "memory_unavailable" and "Redis" in run.json()["detail"]
+            assert run.json()["code"] == "queue_unavailable" and "Redis" in run.json()["detail"]
             ready = httpx.get(f"{url}/readyz")
             assert ready.status_code == 503
             assert ready.json()["redis"]["status"] == "down"
