@@ -17,12 +17,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from switchboard.logs import JsonFormatter, RunFields
 from tests.backends import Reply, ScriptedBackend
 from tests.conftest import backend_entry, make_settings
 from tests.langfuse_sink import LangfuseSink, Span
 from tests.service_runner import running_service
 from tests.sse import stream_turn
+from tests.unit.test_logs import JsonLines
 
 NODES = ["recall", "classify", "direct", "generate", "check_quality", "remember"]
 CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -352,23 +352,10 @@ def test_a_crew_run_nests_its_tasks_agents_model_and_tool_calls_under_the_crew_n
     assert all(len(_children(spans, w)) == 1 for w in writers)
 
 
-class _JsonLines(logging.Handler):
-    """The root logger's lines as `switchboard serve` writes them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[dict[str, Any]] = []
-        self.addFilter(RunFields())
-        self.setFormatter(JsonFormatter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(self.format(record)))
-
-
 def test_a_run_s_log_lines_carry_its_run_thread_and_trace_ids(backend: ScriptedBackend) -> None:
     _script(backend)
     backend.set_default(Reply(failure="http500"), model="generator")  # the run logs its failure
-    lines = _JsonLines()
+    lines = JsonLines()
     logging.getLogger().addHandler(lines)
     try:
         with running_service(make_settings(backend_entry("primary", backend))) as url:

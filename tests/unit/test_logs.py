@@ -10,7 +10,9 @@ import logging
 from switchboard.logs import JsonFormatter, RunFields, run_context
 
 
-class _Lines(logging.Handler):
+class JsonLines(logging.Handler):
+    """Log lines as `switchboard serve` writes them, parsed back."""
+
     def __init__(self) -> None:
         super().__init__()
         self.lines: list[dict[str, object]] = []
@@ -23,7 +25,7 @@ class _Lines(logging.Handler):
 
 async def test_each_line_of_a_run_has_its_ids_and_no_other_line_has() -> None:
     log = logging.getLogger("test.logs")
-    lines = _Lines()
+    lines = JsonLines()
     log.addHandler(lines)
     log.setLevel(logging.INFO)
 
