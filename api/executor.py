@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +19,6 @@ from langgraph.types import StateSnapshot
 
 from api.services import Services
 from graphs import RouterContext
-from memory.threads import deferred_checkpoints
 from switchboard.errors import SwitchboardError
 from switchboard.events import Event, EventKind
 from switchboard.runs import RunRecord
@@ -74,24 +72,13 @@ def make_executor(services: Services) -> Executor:
             input=record.input,
             metadata={"run_id": record.run_id, "tenant": record.tenant},
         ) as root:
-            # Saved once at the end (durability `exit`), the run's checkpoint goes with its end
-            # in one round trip (`deferred_checkpoints`, `RunStore.finish`).
-            exit_only = services.settings.redis.durability == "exit"
-            saving: AbstractContextManager[list[tuple[Any, ...]]] = (
-                deferred_checkpoints() if exit_only else nullcontext([])
+            steps = (
+                _chat(services, record) if record.kind == "chat" else _langgraph(services, record)
             )
-            with saving as writes:
-                steps = _chat if record.kind == "chat" else _langgraph
-                try:
-                    async for item in steps(services, record):
-                        if isinstance(item, Outcome):
-                            item = replace(item, writes=tuple(writes))
-                            writes.clear()  # they go with the run's end
-                            _trace_outcome(tracing, record, root, item)
-                        yield item
-                finally:
-                    if writes:  # stopped before its end (cancelled): what LangGraph saved then
-                        await services.memory.checkpointer.write_deferred(writes)
+            async for item in steps:
+                if isinstance(item, Outcome):
+                    _trace_outcome(tracing, record, root, item)
+                yield item
 
     return execute
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +23,9 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.redis.aio import AsyncRedisSaver
 from langgraph.checkpoint.redis.jsonplus_redis import JsonPlusRedisSerializer
-from langgraph.checkpoint.redis.util import to_storage_safe_id, to_storage_safe_str
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from redisvl.exceptions import RedisVLError
-from ulid import ULID
 
 from switchboard import metrics
 from switchboard.errors import SwitchboardError
@@ -113,86 +109,11 @@ class Checkpointer(AsyncRedisSaver):
         new_versions: ChannelVersions,
         stream_mode: str = "values",
     ) -> RunnableConfig:
-        deferred = _DEFERRED.get()
-        if deferred is not None:
-            next_config, commands = self._put_commands(config, checkpoint, metadata)
-            deferred.extend(commands)
-            return next_config
         try:
             with metrics.timed("redis", "checkpoint_save"):
                 return await super().aput(config, checkpoint, metadata, new_versions, stream_mode)
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
-
-    async def write_deferred(self, commands: Sequence[tuple[Any, ...]]) -> None:
-        """Write checkpoints collected by `deferred_checkpoints` (when the run stops before its
-        end carries them: cancelled, its time budget spent)."""
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for command in commands:
-                    pipe.execute_command(*command)
-                await pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise unavailable(exc) from exc
-
-    def _put_commands(
-        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata
-    ) -> tuple[RunnableConfig, list[tuple[Any, ...]]]:
-        """What upstream's `aput` writes (langgraph-checkpoint-redis 0.5: the checkpoint as one
-        JSON document, its TTL, the thread's latest-checkpoint pointer and its TTL), as Redis
-        commands; the same document, built the same way."""
-        configurable = dict(config["configurable"])
-        run_id = configurable.pop("run_id", metadata.get("run_id"))
-        thread_id = configurable.pop("thread_id")
-        checkpoint_ns = configurable.pop("checkpoint_ns")
-        config_checkpoint_id = configurable.pop("checkpoint_id", None)
-        thread_ts = configurable.pop("thread_ts", "")
-        checkpoint_id = config_checkpoint_id or thread_ts or checkpoint.get("id", "")
-        parent_checkpoint_id = None
-        if (
-            checkpoint.get("id")
-            and config_checkpoint_id
-            and checkpoint.get("id") != config_checkpoint_id
-        ):
-            parent_checkpoint_id = config_checkpoint_id
-            checkpoint_id = checkpoint["id"]
-        try:
-            checkpoint_ts: float = ULID.from_str(checkpoint_id).timestamp
-        except Exception:
-            checkpoint_ts = time.time() * 1000
-        data: dict[str, Any] = {
-            "thread_id": to_storage_safe_id(thread_id),
-            "run_id": to_storage_safe_id(run_id) if run_id else "",
-            "checkpoint_ns": to_storage_safe_str(checkpoint_ns),
-            "checkpoint_id": to_storage_safe_id(checkpoint_id),
-            "parent_checkpoint_id": (
-                to_storage_safe_id(parent_checkpoint_id) if parent_checkpoint_id else ""
-            ),
-            "checkpoint_ts": checkpoint_ts,
-            "checkpoint": self._dump_checkpoint(checkpoint.copy()),
-            "metadata": self._dump_metadata(metadata),
-            "has_writes": False,
-        }
-        if all(key in metadata for key in ("source", "step")):
-            data["source"] = metadata["source"]
-            data["step"] = metadata["step"]
-        key = self._make_redis_checkpoint_key_cached(thread_id, checkpoint_ns, checkpoint_id)
-        latest = self._make_redis_checkpoint_latest_key(thread_id, checkpoint_ns)
-        commands: list[tuple[Any, ...]] = [("JSON.SET", key, "$", json.dumps(data))]
-        ttl = self.ttl_config.get("default_ttl") if self.ttl_config else None
-        if ttl is not None:
-            commands.append(("EXPIRE", key, int(ttl * 60)))
-        commands.append(("SET", latest, key))
-        if ttl is not None:
-            commands.append(("EXPIRE", latest, int(ttl * 60)))
-        next_config: RunnableConfig = {
-            "configurable": {
-                "thread_id": thread_id,
-                "checkpoint_ns": checkpoint_ns,
-                "checkpoint_id": checkpoint_id,
-            }
-        }
-        return next_config, commands
 
     async def aput_writes(
         self,
@@ -205,25 +126,6 @@ class Checkpointer(AsyncRedisSaver):
             await super().aput_writes(config, writes, task_id, task_path)
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
-
-
-# A run's checkpoints, collected instead of written (`deferred_checkpoints`).
-_DEFERRED: ContextVar[list[tuple[Any, ...]] | None] = ContextVar(
-    "deferred_checkpoints", default=None
-)
-
-
-@contextmanager
-def deferred_checkpoints() -> Iterator[list[tuple[Any, ...]]]:
-    """Checkpoints saved inside the block (LangGraph's puts copy the context, so those of the
-    graph run here too) are not written: their Redis commands are collected in the list, for
-    the caller to send with the run's end in one round trip (`RunStore.finish`)."""
-    collected: list[tuple[Any, ...]] = []
-    token = _DEFERRED.set(collected)
-    try:
-        yield collected
-    finally:
-        _DEFERRED.reset(token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -332,7 +332,6 @@ class RunStore:
         entry_id: str,
         worker: str,
         events: Sequence[tuple[str, bytes, bool, str | None]] = (),
-        before: Sequence[Sequence[Any]] = (),
     ) -> list[str] | None:
         """In one script, unless another worker holds the run's lease (None: it has the run
         now and writes the rest): the run's remaining `events` ((name, JSON data, last, entry id
@@ -340,16 +339,13 @@ class RunStore:
         next run on its thread let go, its queue entry acknowledged and its lease released — so
         a crash never leaves one without the others. A run deleted meanwhile (its thread
         forgotten) is not brought back. Returns the ids of the events written, the closing
-        one last ([]: the run was deleted). `before`: Redis commands sent first in the same
-        round trip (the run's checkpoint), so the run is never finished without them."""
+        one last ([]: the run was deleted)."""
         record.updated_at = time.time()
         flat: list[Any] = []
         for name, encoded, last, event_id in events:
             flat += [event_id or "*", name, encoded, "1" if last else "0"]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for command in before:
-                pipe.execute_command(*command)
-            pipe.eval(
+        with metrics.timed("redis", "run_finish"):
+            reply: Any = await self.redis.eval(
                 _FINISH,
                 6,
                 self._run(record.run_id),
@@ -368,9 +364,6 @@ class RunStore:
                 len(events),
                 *flat,
             )
-            with metrics.timed("redis", "run_finish"):  # with the run's checkpoint
-                replies = await pipe.execute()
-        reply: Any = replies[-1]
         if reply[0] == 0:
             return None
         return [as_text(i) for i in reply[1:]]

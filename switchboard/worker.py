@@ -67,9 +67,6 @@ class Outcome:
     status: RunStatus
     output: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    # Redis commands that save what the run wrote (its checkpoint), sent with its end in one
-    # round trip, before it; dropped when the run is rolled back or its thread forgotten.
-    writes: tuple[tuple[Any, ...], ...] = ()
 
 
 # Runs a record: its events, then its outcome. `attempt` > 1: a reclaimed run, to be resumed.
@@ -264,7 +261,6 @@ class Worker:
             return False  # another worker has the run now; it writes the rest
         running.ended = True
         record.status, record.output, record.error = outcome.status, outcome.output, outcome.error
-        writes = () if record.stateless else outcome.writes
         if running.cancel == "rollback":
             await self._rollback(record)
             if record.stateless:
@@ -285,7 +281,6 @@ class Worker:
             entry_id,
             self.name,
             [(e.name, e.encoded, e.last, e.entry_id) for e in rest],
-            writes,
         )
         if written is None:
             log.warning("worker %s lost run %s to another worker", self.name, record.run_id)

@@ -304,8 +304,8 @@ def test_metrics_parse_and_move_as_requests_run(backend: ScriptedBackend) -> Non
     assert ("switchboard_run_queue_depth", ()) in after
     assert ("switchboard_active_streams", ()) in after
     store = "switchboard_store_operation_seconds_count"
-    assert _value(after, store, store="redis", operation="checkpoint_load") >= 2
-    assert _value(after, store, store="redis", operation="run_finish") >= 2  # with checkpoints
+    assert _value(after, store, store="redis", operation="checkpoint_save") >= 2
+    assert _value(after, store, store="redis", operation="run_finish") >= 2
     unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
     assert _value(after, requests, **unmatched) == _value(before, requests, **unmatched) + 2
 
