@@ -33,10 +33,11 @@ import certifi
 import httpx
 
 from agents import roles
-from agents.crew_trace import CrewTrace
+from agents.crew_trace import CrewTrace, usage_of
+from switchboard import prompt_data
 from switchboard.errors import SwitchboardError
 from switchboard.events import Event, EventKind, token
-from switchboard.llm import LLMPool
+from switchboard.llm import RUN_USAGE, LLMPool
 from switchboard.settings import CrewSettings, Role
 from switchboard.tracing import current as current_tracing
 
@@ -151,6 +152,9 @@ class CrewBridge:
         self.draft_chunks: list[str] = []  # the chunks of the writer's latest model call
         self.cancelled = False
         self.trace = CrewTrace(current_tracing())  # the steps as spans of the run's trace
+        # The run's token total (its caller's rate limit), taken here: CrewAI's threads do not
+        # see the run's context.
+        self._usage = RUN_USAGE.get()
 
     def _emit(self, event: Event) -> None:
         if threading.get_ident() == self._thread:
@@ -177,6 +181,7 @@ class CrewBridge:
         from crewai.events import (
             AgentExecutionCompletedEvent,
             AgentExecutionStartedEvent,
+            LLMCallCompletedEvent,
             LLMCallStartedEvent,
             LLMStreamChunkEvent,
             TaskCompletedEvent,
@@ -188,7 +193,9 @@ class CrewBridge:
         )
 
         agent = _agent_key(event)
-        if isinstance(event, LLMCallStartedEvent):
+        if isinstance(event, LLMCallCompletedEvent) and self._usage is not None:
+            self._usage.add(usage_of(event))
+        elif isinstance(event, LLMCallStartedEvent):
             if agent == roles.WRITER.key:
                 self.draft_chunks = []  # CrewAI may call again (a retry, a forced answer)
         elif isinstance(event, LLMStreamChunkEvent):
@@ -251,9 +258,15 @@ def _search_tool(search: Search, k: int, loop: asyncio.AbstractEventLoop) -> Any
                 return f"Search failed: {exc}"
             if not found:
                 return "No passages found."
-            return "\n\n".join(
-                f"[{p['title']}{' / ' + p['section'] if p.get('section') else ''}]\n{p['text']}"
-                for p in found
+            # Passages are quoted data, in blocks they cannot close (`switchboard.prompt_data`).
+            return prompt_data.blocks(
+                "passages",
+                (
+                    prompt_data.block(
+                        "passage", p["text"], {"title": p["title"], "section": p.get("section")}
+                    )
+                    for p in found
+                ),
             )
 
     return SearchDocuments()

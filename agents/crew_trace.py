@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from switchboard.llm import Usage
 from switchboard.llm.tokens import estimate_prompt_tokens, estimate_tokens
 from switchboard.tracing import Observation, Tracing
 
@@ -100,9 +101,8 @@ class CrewTrace:
             span.end()
 
 
-def _completion(event: Any) -> dict[str, Any]:
-    """A finished model call's output, model and usage (estimated when not reported)."""
-    output = event.response if isinstance(event.response, str) else str(event.response)
+def usage_of(event: Any) -> Usage:
+    """A finished model call's usage: the backend's, else counted by us (`estimated`)."""
     usage = event.usage or {}
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
@@ -111,10 +111,20 @@ def _completion(event: Any) -> dict[str, Any]:
         messages = event.messages if isinstance(event.messages, list) else []
         prompt = estimate_prompt_tokens(messages)
     if completion is None:
-        completion = estimate_tokens(output)
+        completion = estimate_tokens(_output(event))
+    return Usage(int(prompt), int(completion), estimated)
+
+
+def _output(event: Any) -> str:
+    return event.response if isinstance(event.response, str) else str(event.response)
+
+
+def _completion(event: Any) -> dict[str, Any]:
+    """A finished model call's output, model and usage (estimated when not reported)."""
+    usage = usage_of(event)
     return {
-        "output": output,
+        "output": _output(event),
         "model": event.model,
-        "usage_details": {"input": int(prompt), "output": int(completion)},
-        "metadata": {"usage_estimated": estimated},
+        "usage_details": {"input": usage.prompt_tokens, "output": usage.completion_tokens},
+        "metadata": {"usage_estimated": usage.estimated},
     }

@@ -5,12 +5,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from api.deps import get_caller
 from api.errors import BodySizeLimit, install_error_handlers
 from api.metrics import RequestMetrics
-from api.routes import assistants, documents, graph, health, native, openai, runs, threads
+from api.openapi import errors, install_openapi
+from api.routes import (
+    admin,
+    assistants,
+    documents,
+    graph,
+    health,
+    native,
+    openai,
+    runs,
+    threads,
+)
 from api.services import open_services
+from api.web import SecurityHeaders, install_cors
 from api.workers import worker_running
 from switchboard import logs
 from switchboard.settings import Settings, load_settings
@@ -32,21 +45,29 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(openai.router)
-    app.include_router(native.router)
-    app.include_router(documents.router)
-    app.include_router(threads.router)
-    app.include_router(assistants.router)
-    app.include_router(runs.router)
-    app.include_router(graph.router)
+    install_openapi(app)
+    # Every route but the operational ones (/healthz, /readyz, /metrics) needs a caller: 401
+    # without one, 429 over its rate limit, 503 while the stores (API keys included) are down.
+    for routes in (openai, native, documents, threads, assistants, runs, graph, admin):
+        app.include_router(
+            routes.router, dependencies=[Depends(get_caller)], responses=errors(401, 429, 503)
+        )
     app.include_router(health.router)
     uploads = settings.retrieval
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.limits.max_body_bytes,
         # Multipart framing on top of the files themselves.
-        overrides={"/documents": uploads.max_upload_bytes * uploads.max_upload_files + 65536},
+        overrides={
+            "/documents": (
+                uploads.max_upload_bytes * uploads.max_upload_files + 65536,
+                "SWITCHBOARD_RETRIEVAL__MAX_UPLOAD_BYTES x SWITCHBOARD_RETRIEVAL__MAX_UPLOAD_FILES",
+            )
+        },
     )
+    # Outside the body limit, so that a 413 carries CORS and security headers too.
+    install_cors(app, settings.auth.cors_origins)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestMetrics)  # the outermost: refused bodies are counted too
     return app
 

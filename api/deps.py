@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Annotated, cast
 
 from fastapi import Depends, Header, Request
 
+from api.auth import Caller
 from api.services import Services
+from memory.api_keys import TENANT_PATTERN
+from switchboard.ratelimit import RateLimiter
 from switchboard.tracing import TraceRef, trace_ref
 
 
@@ -17,20 +22,81 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_tenant(
-    x_switchboard_tenant: Annotated[
-        str,
+async def get_caller(
+    services: ServicesDep,
+    authorization: Annotated[
+        str | None,
+        Header(description="`Bearer <API key>` (auth mode keys) or `Bearer <JWT>` (mode jwt)."),
+    ] = None,
+    x_api_key: Annotated[
+        str | None,
         Header(
-            pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-            description="Until API keys map callers "
-            "to tenants, the caller names its tenant; `default` when absent.",
+            description="The API key, as `langgraph-sdk` sends it (`api_key=`).", max_length=512
         ),
-    ] = "default",
-) -> str:
-    return x_switchboard_tenant
+    ] = None,
+    x_switchboard_tenant: Annotated[
+        str | None,
+        Header(
+            pattern=TENANT_PATTERN,
+            description="Only with auth mode `off`: the caller names its tenant (`default` "
+            "when absent). Ignored otherwise: the key or token says whose it is.",
+        ),
+    ] = None,
+) -> Caller:
+    """The authenticated caller, its request counted against its rate limit (401 without valid
+    credentials, 429 over the limit)."""
+    caller = await services.auth.caller(authorization, x_api_key, x_switchboard_tenant)
+    if caller.subject is not None:
+        await services.limiter.admit(caller.subject)
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def get_tenant(caller: CallerDep) -> str:
+    return caller.tenant
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def get_admin(caller: CallerDep) -> Caller:
+    caller.require_admin()
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(get_admin)]
+
+
+async def admit_run(services: ServicesDep, caller: CallerDep) -> None:
+    """A request that starts a run: refused while the caller's token budget is overdrawn."""
+    if caller.subject is not None:
+        await services.limiter.check_tokens(caller.subject)
+
+
+class StreamSlot:
+    """Takes one of the caller's open-stream slots for the rest of the request (the response
+    included); a request that streams calls `take` before it starts the run."""
+
+    def __init__(self, limiter: RateLimiter, subject: str | None, stack: AsyncExitStack) -> None:
+        self._limiter = limiter
+        self._subject = subject
+        self._stack = stack
+
+    async def take(self) -> None:
+        if self._subject is not None:
+            await self._stack.enter_async_context(self._limiter.stream_slot(self._subject))
+
+
+async def get_stream_slot(services: ServicesDep, caller: CallerDep) -> AsyncIterator[StreamSlot]:
+    # A dependency's exit runs after the response has been sent: the slot is held while the
+    # stream is open and given back when it ends, however it ends.
+    async with AsyncExitStack() as stack:
+        yield StreamSlot(services.limiter, caller.subject, stack)
+
+
+StreamSlotDep = Annotated[StreamSlot, Depends(get_stream_slot)]
 
 
 def get_trace(

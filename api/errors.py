@@ -19,11 +19,10 @@ log = logging.getLogger(__name__)
 
 
 _PROTOCOL_PATHS = ("/assistants", "/threads", "/runs")
-RETRY_AFTER_S = 1
 
 
 def error_response(exc: SwitchboardError, path: str = "") -> JSONResponse:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+    headers = exc.headers() or None
     if path.startswith(_PROTOCOL_PATHS):
         body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
         if exc.param:
@@ -51,6 +50,8 @@ def install_error_handlers(app: FastAPI) -> None:
         mapped: SwitchboardError
         if exc.status_code == 404:
             mapped = NotFound(str(exc.detail))
+        elif exc.status_code == 413:
+            mapped = PayloadTooLarge(str(exc.detail))
         else:
             mapped = InvalidRequest(str(exc.detail))
             mapped.status = exc.status_code
@@ -76,12 +77,19 @@ def _from_validation(exc: RequestValidationError) -> InvalidRequest:
 
 class BodySizeLimit:
     """Refuses request bodies over the limit with 413, before they are read whole: by
-    Content-Length when given, else by counting the chunks as they arrive. `max_bytes` holds
-    for every path but those under a prefix in `overrides` (uploads)."""
+    Content-Length when given, else by counting the chunks as they arrive. `max_bytes` (the
+    setting `setting`) holds for every path but those under a prefix in `overrides` (uploads),
+    each a size and the settings it comes from; the refusal names the setting."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        overrides: dict[str, tuple[int, str]],
+        setting: str = "SWITCHBOARD_LIMITS__MAX_BODY_BYTES",
+    ) -> None:
         self.app = app
-        self.default = max_bytes
+        self.default = (max_bytes, setting)
         self.overrides = overrides
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -89,34 +97,35 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        limit = next(
+        limit, setting = next(
             (size for prefix, size in self.overrides.items() if path.startswith(prefix)),
             self.default,
         )
+        message = f"request body is larger than {limit} bytes ({setting})"
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await self._refuse(limit, scope, receive, send)
+                await error_response(PayloadTooLarge(message), path)(scope, receive, send)
                 return
         seen = 0
 
         async def counting_receive() -> Message:
             nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+            received = await receive()
+            if received["type"] == "http.request":
+                seen += len(received.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
-            return message
+                    raise _TooLarge(message)
+            return received
 
         try:
             await self.app(scope, counting_receive, send)
         except _TooLarge:
-            await self._refuse(limit, scope, receive, send)
-
-    async def _refuse(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
-        exc = PayloadTooLarge(f"request body is larger than {limit} bytes")
-        await error_response(exc)(scope, receive, send)
+            await error_response(PayloadTooLarge(message), path)(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """A body found too large while it is read. An `HTTPException`, so that FastAPI, which
+    turns other errors met reading a body into a 400, lets the handlers answer it with 413."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message)

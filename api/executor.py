@@ -21,6 +21,7 @@ from api.services import Services
 from graphs import RouterContext
 from switchboard.errors import SwitchboardError
 from switchboard.events import Event, EventKind
+from switchboard.llm import RUN_USAGE, Usage
 from switchboard.runs import RunRecord
 from switchboard.runtime import RunInfo, run_events
 from switchboard.tracing import Observation, TraceRef, Tracing
@@ -75,12 +76,28 @@ def make_executor(services: Services) -> Executor:
             steps = (
                 _chat(services, record) if record.kind == "chat" else _langgraph(services, record)
             )
-            async for item in steps:
-                if isinstance(item, Outcome):
-                    _trace_outcome(tracing, record, root, item)
-                yield item
+            # Each run executes in a task of its own: the total is this run's alone.
+            usage = Usage()
+            RUN_USAGE.set(usage)
+            try:
+                async for item in steps:
+                    if isinstance(item, Outcome):
+                        _trace_outcome(tracing, record, root, item)
+                    yield item
+            finally:
+                if record.rate_subject is not None and usage.total_tokens:
+                    await _charge(services, record.rate_subject, usage.total_tokens)
 
     return execute
+
+
+async def _charge(services: Services, subject: str, tokens: int) -> None:
+    """The run's tokens against its caller's budget; a failure to count loses the count, not
+    the run."""
+    try:
+        await services.limiter.charge_tokens(subject, tokens)
+    except Exception as exc:
+        log.warning("could not charge %d tokens to %s: %s", tokens, subject, exc)
 
 
 def _trace_outcome(

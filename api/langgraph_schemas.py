@@ -67,7 +67,19 @@ def _values_only() -> list[StreamMode]:
 
 
 class RunCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "assistant_id": "switchboard",
+                    "input": {
+                        "messages": [{"role": "user", "content": "What does a with statement do?"}]
+                    },
+                }
+            ]
+        },
+    )
 
     assistant_id: str
     input: RunInput | None = None

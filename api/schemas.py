@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from graphs.router import Route
 
@@ -57,11 +57,18 @@ class SwitchboardOptions(BaseModel):
     )
 
 
+# The documented examples' turn (also what schemathesis sends as valid, `tests/conformance/`).
+_EXAMPLE_TURN: dict[str, JsonValue] = {"role": "user", "content": "What does a with statement do?"}
+
+
 class ChatCompletionRequest(SwitchboardOptions):
     """`POST /v1/chat/completions`. Unknown OpenAI fields (top_p, n, ...) are accepted and
     ignored, as OpenAI-compatible servers do."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={"examples": [{"model": "switchboard", "messages": [_EXAMPLE_TURN]}]},
+    )
 
     model: str
     messages: list[ChatMessageIn]
@@ -75,7 +82,10 @@ class ChatCompletionRequest(SwitchboardOptions):
 class NativeRunRequest(SwitchboardOptions):
     """`POST /v1/chat/stream`: a turn on a workflow, answered with the run's native events."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"workflow": "switchboard", "messages": [_EXAMPLE_TURN]}]},
+    )
 
     workflow: str = "switchboard"
     messages: list[ChatMessageIn]

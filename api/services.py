@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from agents.crew import CrewRunner
+from api.auth import Authenticator, say_if_keyless
 from graphs import WorkflowSpec, build_registry
+from memory.api_keys import ApiKeyStore
 from memory.graph import KnowledgeGraph
 from memory.graph_extract import GraphStage
 from memory.ingest import Ingestor, IngestStage, Prepared, VectorStage
 from memory.long_term import FixedAsyncRedisStore, LongTermMemory
 from memory.redis_server import EmbeddedRedis
 from memory.retrieval import Retriever
+from memory.store import StoreUnavailable
 from memory.threads import REDIS_ERRORS, Checkpointer, ThreadRegistry, unavailable
 from switchboard import tracing
 from switchboard.background import BackgroundJobs
@@ -29,6 +32,7 @@ from switchboard.event_bus import EventHub
 from switchboard.llm import LLMPool
 from switchboard.llm.local import LocalLlamaServer
 from switchboard.opening import Opening
+from switchboard.ratelimit import RateLimiter
 from switchboard.runs import OwnedBy, RunRecord, RunStore
 from switchboard.settings import Settings
 from switchboard.worker import Worker
@@ -115,6 +119,9 @@ class Services:
     events: EventHub  # follows the runs' event Streams that this process's clients read
     background: BackgroundJobs  # what follows turns (remembering), waited for at shutdown
     crew: CrewRunner | None  # None: the crew route and workflow are off
+    api_keys: ApiKeyStore
+    auth: Authenticator
+    limiter: RateLimiter  # per caller, in Redis
     worker: Worker | None = None  # the worker inside this process, while it runs
 
     async def submit(
@@ -175,7 +182,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         if embedder is None:
             retrieval.fail(f"embedder: {embedder_error}")
         else:
-            opening = retrieval.settle(_open_retrieval(settings, embedder, retrieval_stack))
+            opening = retrieval.settle(
+                _open_retrieval_retrying(settings, embedder, retrieval_stack, llm, retrieval, graph)
+            )
             openings.append(asyncio.create_task(opening, name="open retrieval"))
         if not settings.graph.enabled:
             graph.fail("disabled by configuration")
@@ -192,6 +201,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             warming.add_done_callback(_log_warm_failure)
             stack.callback(warming.cancel)  # holds a reference until shutdown
         runs = RunStore(memory.redis, settings.runtime)
+        api_keys = ApiKeyStore(memory.redis)
+        await say_if_keyless(settings.auth, api_keys)
         events = EventHub(memory.redis, runs)
         stack.push_async_callback(events.close)
         background = BackgroundJobs()
@@ -209,6 +220,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             events=events,
             background=background,
             crew=crew,
+            api_keys=api_keys,
+            auth=Authenticator(settings.auth, api_keys),
+            limiter=RateLimiter(memory.redis, settings.rate_limits),
         )
 
 
@@ -335,6 +349,41 @@ async def _open_graph(
         documents.attach_graph(graph, GraphStage(graph, llm, config))
     log.info("knowledge graph is up at %s", url)
     return graph
+
+
+# How often a document store that is unavailable (its folder held by another process, its
+# server down) is tried again, so that the service recovers without a restart.
+_REOPEN_S = 1.0
+
+
+async def _open_retrieval_retrying(
+    settings: Settings,
+    embedder: Embedder,
+    stack: AsyncExitStack,
+    llm: LLMPool,
+    retrieval: Opening[Retrieval],
+    graph: Opening[KnowledgeGraph],
+) -> Retrieval:
+    """The document store, once it opens. While it is unavailable it is reported off (uploads
+    fail at once with 503, not wait) and tried again every `_REOPEN_S`; when it opens after the
+    knowledge graph did, the graph is attached here (`_open_graph` found no store to attach
+    to). Any other failure (a collection of another dimension) is final."""
+    reported: str | None = None
+    while True:
+        try:
+            opened = await _open_retrieval(settings, embedder, stack)
+        except StoreUnavailable as exc:
+            if exc.message != reported:
+                log.error(
+                    "document store is off, tried again every %gs: %s", _REOPEN_S, exc.message
+                )
+                reported = exc.message
+            retrieval.fail(exc.message)
+        else:
+            if graph.current is not None:
+                opened.attach_graph(graph.current, GraphStage(graph.current, llm, settings.graph))
+            return opened
+        await asyncio.sleep(_REOPEN_S)
 
 
 async def _open_retrieval(

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from api.auth import Caller
+from api.limits import check_max_tokens, check_messages
 from api.schemas import ChatMessageIn, SwitchboardOptions
 from api.services import Services
 from api.streams import RunEvents
-from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge
+from switchboard.errors import InvalidRequest, NotFound
 from switchboard.runs import OwnedBy, RunRecord, new_run_id
 from switchboard.tracing import TraceRef
 
@@ -45,7 +47,7 @@ class Turn:
 
 async def prepare_turn(
     services: Services,
-    tenant: str,
+    caller: Caller,
     workflow: str,
     messages: Sequence[ChatMessageIn],
     options: SwitchboardOptions,
@@ -57,6 +59,7 @@ async def prepare_turn(
 ) -> Turn:
     """Validate a turn, claim its thread for the tenant, and build its run; raise
     `InvalidRequest`/`NotFound`/`PayloadTooLarge`, or `MemoryUnavailable` when Redis is down."""
+    tenant = caller.tenant
     settings = services.settings
     limits = settings.limits
     spec = services.workflows.get(workflow)
@@ -65,27 +68,11 @@ async def prepare_turn(
         raise NotFound(f"unknown model {workflow!r}; available: {known}", param="model")
     if not messages:
         raise InvalidRequest("messages must not be empty", param="messages")
-    if len(messages) > limits.max_messages:
-        raise PayloadTooLarge(
-            f"{len(messages)} messages; at most {limits.max_messages} are accepted",
-            param="messages",
-        )
-    converted = []
-    for index, message in enumerate(messages):
-        backend_message = message.to_backend()
-        if len(backend_message["content"]) > limits.max_message_chars:
-            raise PayloadTooLarge(
-                f"message {index} has {len(backend_message['content'])} characters; "
-                f"at most {limits.max_message_chars} are accepted",
-                param=f"messages.{index}.content",
-            )
-        converted.append(backend_message)
+    converted = [message.to_backend() for message in messages]
+    check_messages([m["content"] for m in converted], limits)
     if not any(m["role"] == "user" and m["content"].strip() for m in converted):
         raise InvalidRequest("messages must include a non-empty user message", param="messages")
-    if max_tokens is not None and max_tokens > limits.max_tokens:
-        raise InvalidRequest(
-            f"max_tokens is {max_tokens}; at most {limits.max_tokens}", param="max_tokens"
-        )
+    check_max_tokens(max_tokens, limits)
     thread_id = options.thread_id or new_run_id()
     memory = services.memory
     await memory.ensure_ready()
@@ -98,6 +85,7 @@ async def prepare_turn(
             thread_id=thread_id,
             assistant_id=spec.name,
             tenant=tenant,
+            rate_subject=caller.subject,
             kind="chat",
             trace_id=trace.trace_id,
             parent_span_id=trace.parent_span_id,

@@ -137,6 +137,8 @@ def _switchboard(backend_url: str, runs: int, concurrency: int) -> dict[str, Any
         "SWITCHBOARD_CREW__ENABLED": "false",
         "SWITCHBOARD_EMBEDDINGS__MODE": "backend",
         "SWITCHBOARD_MEMORY__ENABLED": "false",
+        # As the peers: no authentication (issue 8 adds it; a cached key costs no round trip).
+        "SWITCHBOARD_AUTH__MODE": "off",
     }
     args = [
         sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_environment",

@@ -126,6 +126,8 @@ def run(
         ),
         "SWITCHBOARD_SERVER__LOG_LEVEL": "warning",
         "SWITCHBOARD_LOCAL__MODE": "off",
+        # As the peers: no authentication (issue 8 adds it; a cached key costs no round trip).
+        "SWITCHBOARD_AUTH__MODE": "off",
     }
     service_args = [
         sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_environment",

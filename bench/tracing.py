@@ -64,6 +64,8 @@ def _service(backend_url: str, tracing: dict[str, Any] | None, turns: int) -> di
         "SWITCHBOARD_CREW__ENABLED": "false",
         "SWITCHBOARD_EMBEDDINGS__MODE": "backend",
         "SWITCHBOARD_MEMORY__ENABLED": "false",
+        # As the peers: no authentication (issue 8 adds it; a cached key costs no round trip).
+        "SWITCHBOARD_AUTH__MODE": "off",
         "SWITCHBOARD_SERVER__LOG_LEVEL": "error",
     }
     if tracing is not None:

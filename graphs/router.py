@@ -38,6 +38,7 @@ from graphs import prompts
 from memory.long_term import LongTermMemory
 from memory.retrieval import Retriever
 from memory.store import SearchFilter
+from switchboard import prompt_data
 from switchboard.background import BackgroundJobs, JobOwner
 from switchboard.errors import BackendError, SwitchboardError
 from switchboard.events import Event, EventKind, token
@@ -254,11 +255,8 @@ async def rag(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, 
         source["number"] = number
     facts = [f.text() for f in found.facts]
     write(Event(EventKind.SOURCES, {"sources": sources, "facts": facts}))
-    system = prompts.RAG.format(sources=_format_sources(sources))
-    if facts:
-        system += "\n\n" + prompts.RAG_FACTS.format(facts="\n".join(f"- {f}" for f in facts))
     conversation = [m for m in state["messages"] if m.get("role") != "system"]
-    return {"prompt": [{"role": "system", "content": system}, *conversation], "sources": sources}
+    return {"prompt": rag_prompt(conversation, sources, facts), "sources": sources}
 
 
 def _within_budget(sources: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
@@ -273,13 +271,38 @@ def _within_budget(sources: list[dict[str, Any]], budget: int) -> list[dict[str,
     return kept
 
 
-def _format_sources(sources: list[dict[str, Any]]) -> str:
-    # Delimited blocks: retrieved text is quoted data, never part of the instructions.
-    blocks = []
-    for source in sources:
-        where = " / ".join(p for p in (source["title"], source.get("section")) if p)
-        blocks.append(f"[{source['number']}] {where}\n<<<SOURCE\n{source['text']}\nSOURCE>>>")
-    return "\n\n".join(blocks)
+def rag_prompt(
+    conversation: Sequence[Message], sources: Sequence[dict[str, Any]], facts: Sequence[str]
+) -> list[Message]:
+    """The rag route's prompt: the instructions alone in the system message; the numbered
+    sources and the graph's facts as quoted data blocks (`switchboard.prompt_data`) in the last
+    user message, before the question. Nothing retrieved reaches the system message, and
+    nothing in it can close its block. The thread's history keeps the user's own words."""
+    documents = prompt_data.blocks(
+        "documents",
+        (
+            prompt_data.block(
+                "document",
+                source["text"],
+                {
+                    "id": source["number"],
+                    "title": source["title"],
+                    "section": source.get("section"),
+                },
+            )
+            for source in sources
+        ),
+    )
+    listed = prompt_data.block("facts", "\n".join(f"- {f}" for f in facts)) + "\n" if facts else ""
+    messages = list(conversation)
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    question = str(messages[last].get("content") or "") if last is not None else ""
+    context = prompts.RAG_CONTEXT.format(documents=documents, facts=listed, question=question)
+    if last is None:
+        messages.append({"role": "user", "content": context})
+    else:
+        messages[last] = {**messages[last], "content": context}
+    return [{"role": "system", "content": prompts.RAG}, *messages]
 
 
 def cited_numbers(answer: str, count: int) -> list[int]:

@@ -143,7 +143,8 @@ class GraphStage:
         }
         messages = [
             {"role": "system", "content": EXTRACTION_PROMPT},
-            {"role": "user", "content": f"<<<TEXT\n{text}\nTEXT>>>"},
+            # A chunk that writes the end marker itself must not end its own quotation.
+            {"role": "user", "content": f"<<<TEXT\n{text.replace('TEXT>>>', 'TEXT >>>')}\nTEXT>>>"},
         ]
         reason = ""
         for attempt in range(1, settings.extraction_attempts + 1):

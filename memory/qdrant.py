@@ -33,8 +33,11 @@ class QdrantStore:
         self.local = url is None
         if url is None:
             assert path is not None, "local mode needs a folder"
-            path.mkdir(parents=True, exist_ok=True)
-            self._client = AsyncQdrantClient(path=str(path))
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                self._client = AsyncQdrantClient(path=str(path))
+            except (OSError, RuntimeError) as exc:  # RuntimeError: another client holds it
+                raise StoreUnavailable(f"Qdrant's folder is unavailable: {exc}") from None
         else:
             # No version probe: it runs in a thread and fails noisily when the server is down.
             self._client = AsyncQdrantClient(

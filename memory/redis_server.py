@@ -32,6 +32,9 @@ def _package_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+URL_FILE = "url"
+
+
 class EmbeddedRedis:
     def __init__(self, data_dir: Path, port: int = 0) -> None:
         self._dir = data_dir
@@ -73,7 +76,10 @@ class EmbeddedRedis:
             raise RedisUnavailable(exc.message) from None
         finally:
             await client.aclose()
+        # Where the running server is, for `switchboard keys` on the same data folder.
+        (self._dir / URL_FILE).write_text(self.url)
 
     async def stop(self) -> None:
         if self._process is not None:
+            (self._dir / URL_FILE).unlink(missing_ok=True)
             await self._process.stop()

@@ -1,10 +1,12 @@
 """The `switchboard` command: `serve` runs the service, `worker` executes queued runs, `chat`
-streams a turn to the terminal, `ingest` uploads documents."""
+streams a turn to the terminal, `ingest` uploads documents, `keys` manages API keys."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -37,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     ingest = commands.add_parser("ingest", help="upload files or folders to the document store")
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("--url", default=None, help="service URL (default: from the settings)")
-    ingest.add_argument("--tenant", default="default")
+    ingest.add_argument("--tenant", default="default", help="with auth mode off only")
+
+    keys = commands.add_parser("keys", help="create, list and revoke API keys (in Redis)")
+    keys_cli = importlib.import_module("memory.keys_cli")
+    keys_cli.add_arguments(keys)
 
     args = parser.parse_args(argv)
     try:
@@ -53,10 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "worker":
         return _worker(settings)
+    if args.command == "keys":
+        return int(asyncio.run(keys_cli.run(settings, args)))
     url = args.url or f"http://{settings.server.host}:{settings.server.port}"
+    headers = _auth_headers(settings)
     if args.command == "ingest":
-        return _ingest(url, args.paths, args.tenant)
-    return _chat(url, args.message, args.workflow, args.events)
+        return _ingest(url, args.paths, {**headers, "X-Switchboard-Tenant": args.tenant})
+    return _chat(url, args.message, args.workflow, args.events, headers)
+
+
+def _auth_headers(settings: Settings) -> dict[str, str]:
+    key = settings.auth.cli_key or settings.auth.bootstrap_key
+    return {"Authorization": f"Bearer {key.get_secret_value()}"} if key is not None else {}
 
 
 def _serve(host: str, port: int, log_level: str) -> int:
@@ -70,9 +84,6 @@ def _serve(host: str, port: int, log_level: str) -> int:
 
 
 def _worker(settings: Settings) -> int:
-    import asyncio
-    import importlib
-
     logs.configure(settings.server.log_level, settings.server.log_format)
     # Imported by name, as the app is: the CLI sits below the API in the layering.
     workers = importlib.import_module("api.workers")
@@ -81,11 +92,15 @@ def _worker(settings: Settings) -> int:
     return 0
 
 
-def _chat(url: str, message: str, workflow: str, show_events: bool) -> int:
+def _chat(url: str, message: str, workflow: str, show_events: bool, headers: dict[str, str]) -> int:
     body = {"workflow": workflow, "messages": [{"role": "user", "content": message}]}
     try:
         with httpx.stream(
-            "POST", f"{url}/v1/chat/stream", json=body, timeout=httpx.Timeout(10, read=300)
+            "POST",
+            f"{url}/v1/chat/stream",
+            json=body,
+            headers=headers,
+            timeout=httpx.Timeout(10, read=300),
         ) as response:
             if response.status_code != 200:
                 response.read()
@@ -127,7 +142,7 @@ def _files(paths: list[Path]) -> list[Path]:
     return found
 
 
-def _ingest(url: str, paths: list[Path], tenant: str) -> int:
+def _ingest(url: str, paths: list[Path], headers: dict[str, str]) -> int:
     """Upload each file, one request per file, with a progress bar on stderr."""
     files = _files(paths)
     if not files:
@@ -135,7 +150,6 @@ def _ingest(url: str, paths: list[Path], tenant: str) -> int:
         return 1
     failures = 0
     chunks = 0
-    headers = {"X-Switchboard-Tenant": tenant}
     with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(10, read=600)) as client:
         for done, path in enumerate(files, start=1):
             try:

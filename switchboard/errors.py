@@ -19,6 +19,10 @@ class SwitchboardError(Exception):
         self.message = message
         self.param = param
 
+    def headers(self) -> dict[str, str]:
+        """Response headers that go with the error (when to try again, how to authenticate)."""
+        return {"Retry-After": "1"} if self.status == 503 else {}
+
     def envelope(self) -> dict[str, dict[str, str | None]]:
         """The OpenAI error envelope for this error."""
         return {
@@ -41,6 +45,40 @@ class NotFound(SwitchboardError):
     status = 404
     type = "invalid_request_error"
     code = "not_found"
+
+
+class Unauthenticated(SwitchboardError):
+    """No credentials, or credentials that do not check out."""
+
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(SwitchboardError):
+    """Authenticated, but the caller's role does not allow this."""
+
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class RateLimited(SwitchboardError):
+    """Over a rate limit; `retry_after` says in how many seconds to try again."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class PayloadTooLarge(SwitchboardError):

@@ -47,7 +47,9 @@ class Opening(Generic[T]):
         return self._value
 
     def open(self, value: T) -> None:
+        """It is up; also after `fail`, when a later attempt succeeded."""
         self._value = value
+        self._error = None
         self._settled.set()
 
     def fail(self, error: str) -> None:

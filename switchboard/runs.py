@@ -85,6 +85,8 @@ class RunRecord:
     # Its trace (`switchboard.tracing`): chosen when it is made, the caller's when it sent one.
     trace_id: str = ""
     parent_span_id: str | None = None
+    # Whose rate limits its tokens count against (`switchboard.ratelimit`); None: nobody's.
+    rate_subject: str | None = None
 
     def to_json(self) -> bytes:
         return encode({name: getattr(self, name) for name in _FIELDS})
@@ -282,7 +284,11 @@ class RunStore:
         return await self.get(as_text(run_id)) if run_id else None
 
     async def get(self, run_id: str) -> RunRecord | None:
-        raw = await self.redis.get(self._run(run_id))
+        """The run's record; raises `QueueUnavailable` while Redis cannot be reached."""
+        try:
+            raw = await self.redis.get(self._run(run_id))
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(f"the run store (Redis) is unavailable: {exc}") from exc
         return RunRecord.from_json(raw) if raw else None
 
     async def start(self, record: RunRecord) -> bool:
@@ -309,7 +315,16 @@ class RunStore:
     async def list_runs(
         self, thread_id: str, limit: int = 10, offset: int = 0, status: str | None = None
     ) -> list[RunRecord]:
-        """The thread's runs, newest first. Without a status, only the page is read."""
+        """The thread's runs, newest first. Without a status, only the page is read. Raises
+        `QueueUnavailable` while Redis cannot be reached."""
+        try:
+            return await self._list_runs(thread_id, limit, offset, status)
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(f"the run store (Redis) is unavailable: {exc}") from exc
+
+    async def _list_runs(
+        self, thread_id: str, limit: int, offset: int, status: str | None
+    ) -> list[RunRecord]:
         key = self._thread_runs(thread_id)
         if status is None:
             ids = await self.redis.zrevrange(key, offset, offset + limit - 1)

@@ -141,11 +141,83 @@ class CrewSettings(BaseModel):
     escalation_max_tokens: int = Field(default=2048, ge=16)
 
 
+class AuthSettings(BaseModel):
+    """Who may call the API, and as which tenant.
+
+    `keys`: bearer API keys, stored hashed in Redis, each mapped to a tenant and a role (managed
+    with `switchboard keys` or `/admin/keys`). `jwt`: bearer JWTs from an identity provider,
+    checked against `jwt_key`, `jwt_issuer` and `jwt_audience`; the tenant and role are claims.
+    `off`: no authentication: the caller names its tenant in `X-Switchboard-Tenant` (for a
+    trusted gateway in front, or a laptop); the service says so loudly at start.
+    """
+
+    mode: Literal["keys", "jwt", "off"] = "keys"
+    bootstrap_key: SecretStr | None = Field(
+        default=None,
+        description="An admin key of the tenant `default`, accepted as given and never stored: "
+        "for the first key made through the API, or a Kubernetes Secret.",
+    )
+    cli_key: SecretStr | None = Field(
+        default=None,
+        description="The key `switchboard chat` and `switchboard ingest` send (the bootstrap "
+        "key when this is empty).",
+    )
+    key_cache_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="A checked key is trusted this long per replica: a revoked key stops "
+        "working at once where it was revoked and within this time on the other replicas.",
+    )
+    jwt_key: SecretStr | None = Field(
+        default=None, description="The HMAC secret or the PEM public key JWTs are signed with."
+    )
+    jwt_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"],
+        description='Accepted signatures; ["HS256"] when `jwt_key` is a shared secret.',
+    )
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_tenant_claim: str = "tenant"
+    jwt_role_claim: str = "role"
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins a browser may call from (JSON list); empty: no cross-origin calls.",
+    )
+
+    @model_validator(mode="after")
+    def _jwt_needs_a_key(self) -> AuthSettings:
+        if self.mode == "jwt" and self.jwt_key is None:
+            raise ValueError("mode jwt needs jwt_key")
+        return self
+
+
+class RateLimitSettings(BaseModel):
+    """Per API key, counted in Redis so that they hold across replicas; 0 turns one off."""
+
+    requests_per_minute: int = Field(default=600, ge=0)
+    tokens_per_minute: int = Field(
+        default=200_000, ge=0, description="Prompt and completion tokens of the key's runs."
+    )
+    concurrent_streams: int = Field(default=16, ge=0, description="Open streams per key.")
+
+
 class LimitSettings(BaseModel):
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    max_messages: int = Field(default=256, ge=1)
+    """What one request may carry (over: 413) or ask for (over: 422; 400 on `/v1`, as OpenAI).
+    `api/limits.py` applies them; each refusal names its setting."""
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Any body but uploads.")
+    max_messages: int = Field(default=256, ge=1, description="Per chat turn or run input.")
     max_message_chars: int = Field(default=65_536, ge=1)
     max_tokens: int = Field(default=8192, ge=1, description="Largest max_tokens a request may ask.")
+    max_metadata_bytes: int = Field(
+        default=16_384, ge=64, description="A thread's, run's or document's metadata, as JSON."
+    )
+    max_graph_hops: int = Field(
+        default=2, ge=1, le=2, description="Deepest neighbourhood `GET /graph/entities/{id}` gives."
+    )
+    max_graph_results: int = Field(
+        default=500, ge=1, le=10_000, description="Largest `limit` of a knowledge-graph look-up."
+    )
 
 
 class EmbeddingSettings(BaseModel):
@@ -347,6 +419,8 @@ class Settings(BaseSettings):
     router: RouterSettings = Field(default_factory=RouterSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

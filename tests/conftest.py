@@ -70,6 +70,9 @@ def make_settings(*backends: dict[str, Any], **groups: dict[str, Any]) -> Settin
     groups.setdefault("embeddings", {"mode": "backend"})
     # The knowledge graph needs a Neo4j: tests that use it pass `graph={"url": neo4j}`.
     groups.setdefault("graph", {"enabled": False})
+    # Authentication is tested by its own suite (tests/service/test_auth.py); elsewhere the
+    # tenant is named in `X-Switchboard-Tenant`, as auth mode `off` allows.
+    groups.setdefault("auth", {"mode": "off"})
     return Settings(llm=llm, local={"mode": "off"}, **groups)  # type: ignore[arg-type]
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ServicesDep
 from api.langgraph_schemas import RunInput, RunOptions
+from api.openapi import errors
 from api.services import Services
 from graphs import WorkflowSpec
 from switchboard.errors import NotFound
@@ -70,12 +71,12 @@ async def search_assistants(body: AssistantSearch, services: ServicesDep) -> lis
     return found[body.offset : body.offset + body.limit]
 
 
-@router.get("/assistants/{assistant_id}")
+@router.get("/assistants/{assistant_id}", responses=errors(404))
 async def get_assistant(assistant_id: str, services: ServicesDep) -> dict[str, Any]:
     return assistant(find_workflow(services, assistant_id))
 
 
-@router.get("/assistants/{assistant_id}/schemas")
+@router.get("/assistants/{assistant_id}/schemas", responses=errors(404))
 async def assistant_schemas(assistant_id: str, services: ServicesDep) -> dict[str, Any]:
     """The run input, the options a run takes (as `context` or `config.configurable`), and
     what a finished run's values hold."""

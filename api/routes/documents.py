@@ -16,8 +16,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from api.deps import ServicesDep, TenantDep
+from api.limits import check_metadata, setting
+from api.openapi import errors
 from api.services import Retrieval, Services
 from memory.documents import DocumentStatus, MetadataValue
 from memory.ingest import Prepared
@@ -53,8 +56,20 @@ async def _retrieval(services: Services, writing: bool = True) -> Retrieval:
     return retrieval
 
 
+# Per file: its document, or its error envelope.
+_RESULTS: dict[str, Any] = {
+    "content": {"application/json": {"schema": {"type": "object", "required": ["documents"]}}}
+}
+
+
 @router.post(
     "/documents",
+    responses={
+        202: {"description": "Accepted: some files are still being ingested.", **_RESULTS},
+        207: {"description": "Multi-Status: some files were rejected or failed.", **_RESULTS},
+        # When no file succeeded: the first file's refusal (type, content, size).
+        **errors(415, 422),
+    },
     openapi_extra={
         "requestBody": {
             "content": {
@@ -77,24 +92,27 @@ async def _retrieval(services: Services, writing: bool = True) -> Retrieval:
     },
 )
 async def upload(request: Request, services: ServicesDep, tenant: TenantDep) -> JSONResponse:
-    retrieval = await _retrieval(services)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        return await _upload_text(request, retrieval, tenant)
+        return await _upload_text(request, services, tenant)
     if content_type.startswith("multipart/form-data"):
-        return await _upload_files(request, services, retrieval, tenant)
+        return await _upload_files(request, services, tenant)
     raise InvalidRequest("send files as multipart/form-data or text as application/json")
 
 
-async def _upload_text(request: Request, retrieval: Retrieval, tenant: str) -> JSONResponse:
+async def _upload_text(request: Request, services: Services, tenant: str) -> JSONResponse:
+    """A text document: an upload like a file, so its body is held to `max_upload_bytes`."""
+    raw = await _capped_body(request, services.settings.retrieval.max_upload_bytes)
     try:
-        body = TextDocument.model_validate_json(await request.body())
+        body = TextDocument.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
         raise InvalidRequest(
             f"{param}: {first['msg']}" if param else first["msg"], param=param
         ) from None
+    check_metadata(body.metadata, services.settings.limits)
+    retrieval = await _retrieval(services)
     prepared = await retrieval.ingestor.prepare_text(
         tenant, body.text, body.title, body.metadata, body.user
     )
@@ -104,21 +122,44 @@ async def _upload_text(request: Request, retrieval: Retrieval, tenant: str) -> J
     return JSONResponse(result["document"], status_code=200)
 
 
-async def _upload_files(
-    request: Request, services: Services, retrieval: Retrieval, tenant: str
-) -> JSONResponse:
+async def _capped_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused with 413 as soon as it is over `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    body = bytearray()
+    if not (declared.isdigit() and int(declared) > limit):
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                break
+        else:
+            return bytes(body)
+    raise PayloadTooLarge(
+        f"the text document's body is larger than {limit} bytes "
+        f"({setting('retrieval', 'max_upload_bytes')})"
+    )
+
+
+async def _upload_files(request: Request, services: Services, tenant: str) -> JSONResponse:
     config = services.settings.retrieval
-    async with request.form(
-        max_files=config.max_upload_files, max_part_size=config.max_upload_bytes
-    ) as form:
+    try:
+        form = await request.form(
+            max_files=config.max_upload_files, max_part_size=config.max_upload_bytes
+        )
+    except HTTPException as exc:
+        raise _form_refusal(exc, config.max_upload_files, config.max_upload_bytes) from None
+    try:
         metadata = _metadata(form.get("metadata"))
+        check_metadata(metadata, services.settings.limits)
         user = _user(form.get("user"))
         files = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
         if not files:
             raise InvalidRequest("no files: send them in the `files` field", param="files")
+        retrieval = await _retrieval(services)
         results = []
         for upload in files:
             results.append(await _ingest_file(retrieval, services, tenant, upload, metadata, user))
+    finally:
+        await form.close()
     return _summarise(results)
 
 
@@ -135,7 +176,10 @@ async def _ingest_file(
     try:
         data = await upload.read()
         if len(data) > limit:
-            raise PayloadTooLarge(f"{name} is {len(data)} bytes; at most {limit} are accepted")
+            raise PayloadTooLarge(
+                f"{name} is {len(data)} bytes; at most {limit} are accepted "
+                f"({setting('retrieval', 'max_upload_bytes')})"
+            )
         prepared = await retrieval.ingestor.prepare_file(tenant, name, data, metadata, user)
         background = len(data) > services.settings.retrieval.background_bytes
         return {"filename": name, **await _ingest(retrieval, prepared, background)}
@@ -150,6 +194,26 @@ async def _ingest(retrieval: Retrieval, prepared: Prepared, background: bool) ->
     else:
         record = await retrieval.ingestor.run(prepared)
     return {"status": record.status.value, "document": record.public()}
+
+
+def _form_refusal(exc: HTTPException, max_files: int, max_bytes: int) -> SwitchboardError:
+    """Starlette's refusal of a form (too many files, a field too large) as our 413, naming
+    the setting; anything else stays the 400 it was."""
+    detail = str(exc.detail)
+    if detail.startswith("Too many files"):
+        return PayloadTooLarge(
+            f"more than {max_files} files in one upload "
+            f"({setting('retrieval', 'max_upload_files')})",
+            param="files",
+        )
+    if "exceeded maximum size" in detail:
+        return PayloadTooLarge(
+            f"a form field is larger than {max_bytes} bytes "
+            f"({setting('retrieval', 'max_upload_bytes')})"
+        )
+    refused = InvalidRequest(f"the upload is not a valid form: {detail}")
+    refused.status = exc.status_code
+    return refused
 
 
 def _summarise(results: list[dict[str, Any]]) -> JSONResponse:
@@ -206,7 +270,7 @@ async def list_documents(services: ServicesDep, tenant: TenantDep) -> dict[str, 
     return {"documents": [r.public() for r in records]}
 
 
-@router.get("/documents/{document_id}")
+@router.get("/documents/{document_id}", responses=errors(404))
 async def get_document(
     document_id: str, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:
@@ -217,7 +281,7 @@ async def get_document(
     return record.public()
 
 
-@router.delete("/documents/{document_id}")
+@router.delete("/documents/{document_id}", responses=errors(404))
 async def delete_document(
     document_id: str, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:

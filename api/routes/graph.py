@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from api.deps import ServicesDep, TenantDep
+from api.limits import check_at_most
+from api.openapi import errors
 from api.services import Services
 from memory.graph import GraphUnavailable, KnowledgeGraph
 from switchboard.errors import NotFound
@@ -24,28 +26,35 @@ def _graph(services: Services) -> KnowledgeGraph:
     return graph
 
 
-@router.get("/entities")
+@router.get("/entities", responses=errors(422))
 async def search_entities(
     services: ServicesDep,
     tenant: TenantDep,
     q: Annotated[str, Query(min_length=1, max_length=500)],
-    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    limit: Annotated[int, Query(ge=1, description="At most `max_graph_results`.")] = 10,
 ) -> dict[str, Any]:
-    """Entities whose names match `q` (full-text), best first."""
+    """Entities whose names match `q` (full-text), best first; a `limit` over the setting
+    `max_graph_results` is 422."""
+    limits = services.settings.limits
+    check_at_most(limit, limits.max_graph_results, "limit", "max_graph_results")
     graph = _graph(services)
     found = await graph.search_entities(tenant, q, limit)
     return {"entities": [e.public() for e in found]}
 
 
-@router.get("/entities/{entity_id:path}")
+@router.get("/entities/{entity_id:path}", responses=errors(404, 422))
 async def entity_neighbourhood(
     entity_id: Annotated[str, Path(max_length=200)],
     services: ServicesDep,
     tenant: TenantDep,
-    hops: Annotated[int, Query(ge=1, le=2)] = 1,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    hops: Annotated[int, Query(ge=1, description="At most `max_graph_hops` (1 or 2).")] = 1,
+    limit: Annotated[int, Query(ge=1, description="At most `max_graph_results`.")] = 50,
 ) -> dict[str, Any]:
-    """The entity, its relations up to `hops` away, and the chunks that mention what they reach."""
+    """The entity, its relations up to `hops` away, and the chunks that mention what they
+    reach; `hops` over `max_graph_hops` or `limit` over `max_graph_results` is 422."""
+    limits = services.settings.limits
+    check_at_most(hops, limits.max_graph_hops, "hops", "max_graph_hops")
+    check_at_most(limit, limits.max_graph_results, "limit", "max_graph_results")
     graph = _graph(services)
     hood = await graph.neighbourhood(tenant, entity_id, hops, limit)
     if hood is None:

@@ -25,7 +25,11 @@ router = APIRouter(tags=["operations"])
 _PROBE_TIMEOUT = 2.0
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def prometheus_metrics(services: ServicesDep) -> Response:
     """Prometheus' text format (`switchboard.metrics`); the queue depth and the circuits are
     read now."""
@@ -44,7 +48,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        503: {
+            "description": "Not ready: the same report, `status` not_ready.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     """Each dependency with its state; 503 unless some backend can generate."""
     backends = services.llm.backends

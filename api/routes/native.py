@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
-from api.deps import ServicesDep, TenantDep, TraceDep
+from api.deps import CallerDep, ServicesDep, StreamSlotDep, TraceDep, admit_run
+from api.openapi import errors
 from api.schemas import NativeRunRequest
 from api.sse import sse_response
 from api.streams import RunEvents
@@ -20,14 +21,19 @@ router = APIRouter(prefix="/v1", tags=["native"])
 @router.post(
     "/chat/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    dependencies=[Depends(admit_run)],
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(404)},  # 404: workflow
 )
 async def chat_stream(
-    body: NativeRunRequest, services: ServicesDep, tenant: TenantDep, trace: TraceDep
+    body: NativeRunRequest,
+    services: ServicesDep,
+    caller: CallerDep,
+    slot: StreamSlotDep,
+    trace: TraceDep,
 ) -> StreamingResponse:
     turn = await prepare_turn(
         services,
-        tenant,
+        caller,
         body.workflow,
         body.messages,
         body,
@@ -37,6 +43,7 @@ async def chat_stream(
         trace=trace,
     )
     headers = turn.headers
+    await slot.take()
     return sse_response(_frames(await turn.start(services)), headers)
 
 

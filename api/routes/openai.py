@@ -13,10 +13,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import ServicesDep, TenantDep, TraceDep
+from api.deps import CallerDep, ServicesDep, StreamSlotDep, TraceDep, admit_run
+from api.openapi import errors
 from api.schemas import ChatCompletionRequest
 from api.sse import sse_response
 from api.streams import RunEvents
@@ -40,13 +41,24 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post(
+    "/chat/completions",
+    response_model=None,
+    dependencies=[Depends(admit_run)],
+    # JSON, or with `stream` an SSE stream; before its first token a turn fails with its
+    # own status: an unknown model, or the backends failing, timing out or refusing.
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(404, 502, 504)},
+)
 async def chat_completions(
-    body: ChatCompletionRequest, services: ServicesDep, tenant: TenantDep, trace: TraceDep
+    body: ChatCompletionRequest,
+    services: ServicesDep,
+    caller: CallerDep,
+    slot: StreamSlotDep,
+    trace: TraceDep,
 ) -> Response:
     turn = await prepare_turn(
         services,
-        tenant,
+        caller,
         body.model,
         body.messages,
         body,
@@ -57,6 +69,8 @@ async def chat_completions(
         trace=trace,
     )
     headers = turn.headers
+    if body.stream:
+        await slot.take()
     run = await turn.start(services)
     if not body.stream:
         return await _complete(turn, run, body.model, headers)

@@ -15,11 +15,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from api.deps import ServicesDep, TenantDep, TraceDep
+from api.auth import Caller
+from api.deps import CallerDep, ServicesDep, StreamSlotDep, TenantDep, TraceDep, admit_run
 from api.langgraph_schemas import STREAM_MODES, RunCreate
+from api.limits import LimitExceeded, check_max_tokens, check_messages, check_metadata
+from api.openapi import errors
 from api.routes.assistants import find_workflow
 from api.services import Services
 from api.sse import sse_response
@@ -29,7 +32,8 @@ from switchboard.runs import RunRecord, StoredEvent, new_run_id
 from switchboard.tracing import TraceRef
 from switchboard.worker import public_run
 
-router = APIRouter(tags=["runs"])
+# Every run names an assistant, a thread or a run that may not be there (404).
+router = APIRouter(tags=["runs"], responses=errors(404))
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
 
@@ -42,12 +46,13 @@ class ThreadBusy(SwitchboardError):
 
 async def _create(
     services: Services,
-    tenant: str,
+    caller: Caller,
     thread_id: str | None,
     body: RunCreate,
     idempotency_key: str | None,
     trace: TraceRef,
 ) -> RunRecord:
+    tenant = caller.tenant
     spec = find_workflow(services, body.assistant_id)
     if idempotency_key is not None:
         # A retry returns its run before anything else happens (no second cancellation of the
@@ -58,6 +63,7 @@ async def _create(
     if body.config and body.config.configurable and body.context:
         raise InvalidRequest("give the run's options as `context` or as `config`, not both")
     options = body.options()
+    _check_limits(services, body, options.max_tokens)
     await services.memory.ensure_ready()
     threads = services.memory.threads
     stateless = thread_id is None
@@ -85,6 +91,7 @@ async def _create(
         thread_id=thread_id,
         assistant_id=spec.name,
         tenant=tenant,
+        rate_subject=caller.subject,
         kind="langgraph",
         input=({"messages": [m.to_backend() for m in body.input.messages]} if body.input else None),
         options={**options.model_dump(), "allow_retry": "values" not in body.stream_mode},
@@ -100,6 +107,15 @@ async def _create(
         raise InvalidRequest("input: a run needs input with messages", param="input")
     owned = threads.owned_by(thread_id, tenant, options.user, spec.name, creating)
     return await services.submit(record, idempotency_key, owned)
+
+
+def _check_limits(services: Services, body: RunCreate, max_tokens: int | None) -> None:
+    """The run's input messages, metadata and `max_tokens` within the limits (413, 422)."""
+    limits = services.settings.limits
+    if body.input is not None:
+        check_messages([m.content for m in body.input.messages], limits, "input.messages")
+    check_metadata(body.metadata, limits)
+    check_max_tokens(max_tokens, limits, LimitExceeded)
 
 
 def _locations(record: RunRecord, stateless: bool) -> dict[str, str]:
@@ -156,38 +172,38 @@ async def _outcome(run: RunEvents) -> dict[str, Any]:
 
 async def _created(
     services: Services,
-    tenant: str,
+    caller: Caller,
     thread_id: str | None,
     body: RunCreate,
     key: str | None,
     trace: TraceRef,
 ) -> JSONResponse:
-    record = await _create(services, tenant, thread_id, body, key, trace)
+    record = await _create(services, caller, thread_id, body, key, trace)
     return JSONResponse(public_run(record), headers=_locations(record, thread_id is None))
 
 
 async def _streamed(
     services: Services,
-    tenant: str,
+    caller: Caller,
     thread_id: str | None,
     body: RunCreate,
     key: str | None,
     trace: TraceRef,
 ) -> StreamingResponse:
-    record = await _create(services, tenant, thread_id, body, key, trace)
+    record = await _create(services, caller, thread_id, body, key, trace)
     run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
     return sse_response(_stream(run, None), _locations(record, thread_id is None))
 
 
 async def _waited(
     services: Services,
-    tenant: str,
+    caller: Caller,
     thread_id: str | None,
     body: RunCreate,
     key: str | None,
     trace: TraceRef,
 ) -> JSONResponse:
-    record = await _create(services, tenant, thread_id, body, key, trace)
+    record = await _create(services, caller, thread_id, body, key, trace)
     run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
     headers = _locations(record, thread_id is None)
     headers["Location"] = f"/threads/{record.thread_id}/runs/{record.run_id}/join"
@@ -195,77 +211,93 @@ async def _waited(
 
 
 _SSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
+# A run on a thread: 409 when the thread is busy and `multitask_strategy` is `reject`.
+_BUSY = errors(409)
 
 
 # Runs on a thread.
-@router.post("/threads/{thread_id}/runs")
+@router.post("/threads/{thread_id}/runs", responses=_BUSY, dependencies=[Depends(admit_run)])
 async def create_run(
     thread_id: str,
     body: RunCreate,
     services: ServicesDep,
-    tenant: TenantDep,
+    caller: CallerDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _created(services, tenant, thread_id, body, idempotency_key, trace)
+    return await _created(services, caller, thread_id, body, idempotency_key, trace)
 
 
-@router.post("/threads/{thread_id}/runs/stream", response_class=StreamingResponse, responses=_SSE)
+@router.post(
+    "/threads/{thread_id}/runs/stream",
+    response_class=StreamingResponse,
+    responses={**_SSE, **_BUSY},
+    dependencies=[Depends(admit_run)],
+)
 async def stream_run(
     thread_id: str,
     body: RunCreate,
     services: ServicesDep,
-    tenant: TenantDep,
+    caller: CallerDep,
+    slot: StreamSlotDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
-    return await _streamed(services, tenant, thread_id, body, idempotency_key, trace)
+    await slot.take()
+    return await _streamed(services, caller, thread_id, body, idempotency_key, trace)
 
 
-@router.post("/threads/{thread_id}/runs/wait")
+@router.post("/threads/{thread_id}/runs/wait", responses=_BUSY, dependencies=[Depends(admit_run)])
 async def wait_run(
     thread_id: str,
     body: RunCreate,
     services: ServicesDep,
-    tenant: TenantDep,
+    caller: CallerDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _waited(services, tenant, thread_id, body, idempotency_key, trace)
+    return await _waited(services, caller, thread_id, body, idempotency_key, trace)
 
 
 # Stateless runs: a thread of their own, forgotten when they end (`on_completion: keep` keeps it).
-@router.post("/runs")
+@router.post("/runs", dependencies=[Depends(admit_run)])
 async def create_stateless_run(
     body: RunCreate,
     services: ServicesDep,
-    tenant: TenantDep,
+    caller: CallerDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _created(services, tenant, None, body, idempotency_key, trace)
+    return await _created(services, caller, None, body, idempotency_key, trace)
 
 
-@router.post("/runs/stream", response_class=StreamingResponse, responses=_SSE)
+@router.post(
+    "/runs/stream",
+    response_class=StreamingResponse,
+    responses=_SSE,
+    dependencies=[Depends(admit_run)],
+)
 async def stream_stateless_run(
     body: RunCreate,
     services: ServicesDep,
-    tenant: TenantDep,
+    caller: CallerDep,
+    slot: StreamSlotDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
-    return await _streamed(services, tenant, None, body, idempotency_key, trace)
+    await slot.take()
+    return await _streamed(services, caller, None, body, idempotency_key, trace)
 
 
-@router.post("/runs/wait")
+@router.post("/runs/wait", dependencies=[Depends(admit_run)])
 async def wait_stateless_run(
     body: RunCreate,
     services: ServicesDep,
-    tenant: TenantDep,
+    caller: CallerDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _waited(services, tenant, None, body, idempotency_key, trace)
+    return await _waited(services, caller, None, body, idempotency_key, trace)
 
 
 # Reading, joining and cancelling.
@@ -315,6 +347,7 @@ async def join_run_stream(
     request: Request,
     services: ServicesDep,
     tenant: TenantDep,
+    slot: StreamSlotDep,
     cancel_on_disconnect: bool = False,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=64, pattern=r"^\d+(-\d+)?$")
@@ -329,6 +362,7 @@ async def join_run_stream(
             f"stream_mode: {unknown[0]!r} is not one of {', '.join(STREAM_MODES)}",
             param="stream_mode",
         )
+    await slot.take()
     run = RunEvents(
         services,
         record.run_id,
@@ -338,7 +372,11 @@ async def join_run_stream(
     return sse_response(_stream(run, _event_names(modes) if modes else None))
 
 
-@router.post("/threads/{thread_id}/runs/{run_id}/cancel", response_model=None)
+@router.post(
+    "/threads/{thread_id}/runs/{run_id}/cancel",
+    response_model=None,
+    responses={202: {"description": "Accepted: the run is being cancelled (`wait` false)."}},
+)
 async def cancel_run(
     thread_id: str,
     run_id: str,
@@ -356,7 +394,7 @@ async def cancel_run(
     return Response(status_code=202)
 
 
-@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, responses=_BUSY)
 async def delete_run(
     thread_id: str, run_id: str, services: ServicesDep, tenant: TenantDep
 ) -> Response:

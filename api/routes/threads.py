@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ServicesDep, TenantDep
 from api.langgraph_schemas import ThreadCreate, ThreadSearch
+from api.limits import check_metadata
+from api.openapi import errors
 from api.services import Services
 from memory.forget import Forgetter
 from memory.threads import ThreadOwner
@@ -93,12 +95,14 @@ def _snapshot(snapshot: StateSnapshot) -> dict[str, Any]:
     }
 
 
-@router.post("/threads")
+@router.post("/threads", responses=errors(409))
 async def create_thread(
     body: ThreadCreate, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:
     """A new thread (LangGraph's `threads.create`); an id already taken is 409 unless
-    `if_exists` is `do_nothing`, which returns the existing thread."""
+    `if_exists` is `do_nothing`, which returns the existing thread; metadata over
+    `max_metadata_bytes` is 413."""
+    check_metadata(body.metadata, services.settings.limits)
     await services.memory.ensure_ready()
     thread_id = body.thread_id or new_run_id()
     owner, created = await services.memory.threads.create(thread_id, tenant, body.metadata)
@@ -125,7 +129,7 @@ async def search_threads(
     return found[body.offset : body.offset + body.limit]
 
 
-@router.get("/threads/{thread_id}")
+@router.get("/threads/{thread_id}", responses=errors(404))
 async def get_thread(
     thread_id: ThreadId, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:
@@ -172,7 +176,7 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
-@router.get("/threads/{thread_id}/state")
+@router.get("/threads/{thread_id}/state", responses=errors(404))
 async def thread_state(
     thread_id: ThreadId, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:
@@ -181,7 +185,7 @@ async def thread_state(
     return _snapshot(await _graph(services, owner).aget_state(_config(thread_id)))
 
 
-@router.get("/threads/{thread_id}/history")
+@router.get("/threads/{thread_id}/history", responses=errors(404))
 async def thread_history(
     thread_id: ThreadId,
     services: ServicesDep,
@@ -192,7 +196,7 @@ async def thread_history(
     return await _history(services, tenant, thread_id, limit)
 
 
-@router.post("/threads/{thread_id}/history")
+@router.post("/threads/{thread_id}/history", responses=errors(404))
 async def thread_history_search(
     thread_id: ThreadId, body: HistoryQuery, services: ServicesDep, tenant: TenantDep
 ) -> list[dict[str, Any]]:
@@ -209,7 +213,7 @@ async def _history(
     return [_snapshot(s) async for s in graph.aget_state_history(config, limit=limit)]
 
 
-@router.delete("/threads/{thread_id}")
+@router.delete("/threads/{thread_id}", responses=errors(404))
 async def delete_thread(
     thread_id: ThreadId, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:
@@ -221,19 +225,26 @@ async def delete_thread(
     return {"thread_id": thread_id, "deleted": await forgetter.thread(owner)}
 
 
-@router.get("/users/{user}/memories")
+@router.get("/users/{user}/memories", responses=errors(404))
 async def user_memories(user: UserId, services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
-    """What the service remembers about the user, newest first."""
+    """What the service remembers about the user, newest first. A user the tenant has neither
+    threads nor memories of is a 404 (the same name in another tenant is another user)."""
     await services.memory.ensure_ready()
     long_term = services.memory.long_term
     memories = await long_term.list(tenant, user) if long_term is not None else []
+    if not memories and not await services.memory.threads.threads_of(tenant, user):
+        raise NotFound(f"user {user!r} not found", param="user")
     return {"user": user, "memories": [m.public() for m in memories]}
 
 
-@router.delete("/users/{user}")
+@router.delete("/users/{user}", responses=errors(404))
 async def forget_user(user: UserId, services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
-    """Forget the user: their threads, memories and uploaded documents (vectors and graph)."""
+    """Forget the user: their threads, memories and uploaded documents (vectors and graph); a
+    user the tenant has nothing of is a 404."""
     await services.memory.ensure_ready()
     await services.background.wait_for(tenant, user=user)  # memories being written
     forgetter = await _forgetter(services)
-    return {"user": user, "deleted": await forgetter.user(tenant, user)}
+    deleted = await forgetter.user(tenant, user)
+    if not any(deleted.values()):
+        raise NotFound(f"user {user!r} not found", param="user")
+    return {"user": user, "deleted": deleted}

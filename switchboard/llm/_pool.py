@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -49,6 +50,11 @@ class Usage:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.estimated = self.estimated or other.estimated
+
+
+# The tokens of the run being executed, added up across its model calls (the rate limits charge
+# them to its caller); tasks the run starts share the same total.
+RUN_USAGE: ContextVar[Usage | None] = ContextVar("run_usage", default=None)
 
 
 @dataclass(slots=True)
@@ -346,6 +352,9 @@ def _count_error(backend: Backend, kind: str) -> None:
 def _count_tokens(backend: str, model: str, usage: Usage) -> None:
     metrics.TOKENS.labels(backend, model, "in").inc(usage.prompt_tokens)
     metrics.TOKENS.labels(backend, model, "out").inc(usage.completion_tokens)
+    counted = RUN_USAGE.get()
+    if counted is not None:
+        counted.add(usage)
 
 
 def _end_generation(generation: Any, output: str, call: ChatStream | Completion) -> None:

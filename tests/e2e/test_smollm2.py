@@ -24,6 +24,7 @@ def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         local={"mode": "auto"},  # type: ignore[arg-type]
         llm={"backends": []},  # type: ignore[arg-type]
         crew={"max_tokens": 128},  # type: ignore[arg-type]  # short crew replies on a CPU
+        auth={"mode": "off"},  # type: ignore[arg-type]
     )
     assert settings.wants_local_backend
     with running_service(settings) as url:

@@ -26,7 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Cluster:
-    def __init__(self, backend: ScriptedBackend, redis_url: str, logs: Path) -> None:
+    def __init__(
+        self,
+        backend: ScriptedBackend,
+        redis_url: str,
+        logs: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self._env = {
             **os.environ,
             "SWITCHBOARD_LLM__BACKENDS": json.dumps([backend_entry("p", backend)]),
@@ -35,10 +41,12 @@ class Cluster:
             "SWITCHBOARD_REDIS__DURABILITY": "sync",
             "SWITCHBOARD_RUNTIME__LEASE_MS": "1000",
             "SWITCHBOARD_LOCAL__MODE": "off",
+            "SWITCHBOARD_AUTH__MODE": "off",
             "SWITCHBOARD_EMBEDDINGS__MODE": "backend",
             "SWITCHBOARD_GRAPH__ENABLED": "false",
             "SWITCHBOARD_CREW__ENABLED": "false",
             "SWITCHBOARD_SERVER__LOG_LEVEL": "info",
+            **(env or {}),
         }
         self._redis = redis.Redis.from_url(redis_url)
         self._logs = logs
@@ -125,8 +133,11 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def cluster(backend: ScriptedBackend, redis_url: str, logs: Path) -> Iterator[Cluster]:
-    running = Cluster(backend, redis_url, logs)
+def cluster(
+    backend: ScriptedBackend, redis_url: str, logs: Path, env: dict[str, str] | None = None
+) -> Iterator[Cluster]:
+    """Processes against one Redis; `env`: settings every one of them gets."""
+    running = Cluster(backend, redis_url, logs, env)
     try:
         yield running
     finally:

@@ -196,11 +196,13 @@ def test_rag_turn_streams_sources_then_a_cited_answer(
     output = events[-1].data["output"]
     assert output["citations"] == [1]
     assert output["sources"][0]["chunk_id"] == sources[0]["chunk_id"]
-    # The sources went to the generator as delimited data under the instructions.
+    # The sources went to the generator as delimited data beside the question, not in the
+    # instructions.
     prompt = next(r for r in reversed(backend.requests) if r.get("model") == "generator")[
         "messages"
     ]
-    assert "<<<SOURCE" in prompt[0]["content"] and "Holloway Works" in prompt[0]["content"]
+    assert "not instructions" in prompt[0]["content"] and "Holloway" not in prompt[0]["content"]
+    assert '<document id="1"' in prompt[-1]["content"] and "Holloway Works" in prompt[-1]["content"]
 
 
 def test_embedding_failure_mid_ingest_leaves_nothing_searchable_and_a_retry_completes(

@@ -116,7 +116,7 @@ def test_graph_ingestion_retrieval_and_forgetting(
         reached = by_document[special_doc["id"]]
         assert reached["graph_path"][:3] == ["with statement", "USES", "context manager"]
         prompt = next(r for r in reversed(backend.requests) if r.get("model") == "generator")
-        assert "with statement -[USES]-> context manager" in prompt["messages"][0]["content"]
+        assert "with statement -[USES]-> context manager" in prompt["messages"][-1]["content"]
         assert not [e for e in events if e.kind == "warning"]
 
     async def graph_counts() -> dict[str, int]:
