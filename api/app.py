@@ -24,7 +24,7 @@ from api.routes import (
 )
 from api.services import open_services
 from api.web import SecurityHeaders, install_cors
-from api.workers import worker_running
+from api.workers import draining_on_sigterm, worker_running
 from switchboard import logs
 from switchboard.settings import Settings, load_settings
 
@@ -36,7 +36,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings) as services, worker_running(services):
             app.state.services = services
-            yield
+            with draining_on_sigterm(services):
+                yield
 
     app = FastAPI(
         title="Switchboard",

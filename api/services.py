@@ -123,6 +123,7 @@ class Services:
     auth: Authenticator
     limiter: RateLimiter  # per caller, in Redis
     worker: Worker | None = None  # the worker inside this process, while it runs
+    draining_since: float | None = None  # monotonic time of SIGTERM: finishing, taking nothing
 
     async def submit(
         self, record: RunRecord, idempotency_key: str | None = None, owner: OwnedBy | None = None

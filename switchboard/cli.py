@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             args.host or settings.server.host,
             args.port or settings.server.port,
             settings.server.log_level,
+            settings.server.shutdown_grace_s,
         )
     if args.command == "worker":
         return _worker(settings)
@@ -73,12 +74,20 @@ def _auth_headers(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {key.get_secret_value()}"} if key is not None else {}
 
 
-def _serve(host: str, port: int, log_level: str) -> int:
+def _serve(host: str, port: int, log_level: str, grace_s: float) -> int:
     import uvicorn
 
     # The app's factory configures logging (`switchboard.logs`), uvicorn's loggers included.
+    # On SIGTERM uvicorn stops accepting and waits up to `grace_s` for open connections (SSE
+    # streams) before the app shuts down.
     uvicorn.run(
-        _APP_FACTORY, factory=True, host=host, port=port, log_level=log_level, log_config=None
+        _APP_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        timeout_graceful_shutdown=int(grace_s),
     )
     return 0
 

@@ -466,6 +466,15 @@ class RunStore:
     async def release(self, run_id: str, worker: str) -> None:
         await self.redis.eval(_RELEASE, 1, self._lease(run_id), worker)
 
+    async def hand_back(self, entry_id: str, run_id: str, worker: str) -> bool:
+        """Put a run this worker holds but will not finish back in the queue as a new entry, so
+        that another worker reads it at once (not after its lease lapses); False when it is no
+        longer this worker's (another has reclaimed it)."""
+        handed = await self.redis.eval(
+            _HAND_BACK, 2, QUEUE, self._lease(run_id), GROUP, entry_id, worker, run_id
+        )
+        return bool(handed)
+
     # The work queue.
     async def ensure_group(self) -> None:
         try:
@@ -606,6 +615,23 @@ if holder == ARGV[1] or not holder then
   return 1
 end
 return 0
+"""
+
+# Only while the entry is still pending for this worker and no other worker holds the lease.
+_HAND_BACK = """
+local pending = redis.call('xpending', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #pending == 0 or pending[1][2] ~= ARGV[3] then
+  return 0
+end
+local holder = redis.call('get', KEYS[2])
+if holder and holder ~= ARGV[3] then
+  return 0
+end
+redis.call('del', KEYS[2])
+redis.call('xack', KEYS[1], ARGV[1], ARGV[2])
+redis.call('xdel', KEYS[1], ARGV[2])
+redis.call('xadd', KEYS[1], '*', 'run_id', ARGV[4])
+return 1
 """
 
 _RELEASE = """

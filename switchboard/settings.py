@@ -59,6 +59,12 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     data_dir: Path = Path(".switchboard")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM: open streams and executing runs get this long to finish; "
+        "then the runs still in hand go back to the queue for another worker.",
+    )
     log_format: Literal["json", "text"] = Field(
         default="json",
         description="json: one object per line, with the run, thread and trace ids of the run "
@@ -327,6 +333,11 @@ class RuntimeSettings(BaseModel):
         default=None, description="Key for the HMAC-SHA256 signature of webhook calls."
     )
     webhook_attempts: int = Field(default=4, ge=1, le=10)
+    webhook_private_hosts: bool = Field(
+        default=False,
+        description="Allow webhooks to loopback, private and link-local addresses (off: a "
+        "caller cannot make the service call the network it runs in).",
+    )
 
 
 class MemorySettings(BaseModel):

@@ -41,6 +41,7 @@ from switchboard.runs import (
     encode,
 )
 from switchboard.settings import RuntimeSettings
+from switchboard.webhooks import WebhookRefused, check_webhook
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,12 @@ class _Running:
     cancel: CancelAction | None = None
     lost: bool = False
     ended: bool = False  # its outcome is known: a cancel now would only lose it
+    executing: bool = False  # past its turn on the thread: its graph is running
+    hand_back: bool = False  # stopped by a draining worker: queued again for another
+
+
+class _HandBack(Exception):
+    """A run whose turn had not come when its worker began to drain: back to the queue."""
 
 
 def worker_name() -> str:
@@ -119,6 +126,9 @@ class Worker:
         self._webhooks: set[asyncio.Task[None]] = set()
         self._hub = hub
         self._writer = EventWriter(store, hub, settings.events_write_delay_ms)
+        self._reading: asyncio.Task[None] | None = None
+        self._reclaiming: asyncio.Task[None] | None = None
+        self.draining = False
 
     async def submit(
         self,
@@ -129,7 +139,7 @@ class Worker:
         """Queue a run made in this process (`RunStore.create`). With a slot free here, the same
         round trip hands this worker the oldest queued run — normally this one, which starts at
         once, without the queue read, lease and start of a run taken from the queue."""
-        if self._slots.locked():
+        if self._slots.locked() or self.draining:
             created, _ = await self._store.create(record, idempotency_key, owner=owner)
             return created
         await self._slots.acquire()
@@ -145,36 +155,71 @@ class Worker:
         return created
 
     async def run(self) -> None:
-        """Execute runs until cancelled; then cancel the runs in hand, which another worker
-        reclaims once their leases lapse."""
+        """Execute runs until cancelled; then hand the runs in hand back to the queue, where
+        another worker takes them at once and resumes them from their last checkpoint."""
         await self._ensure_group()
+        self._reclaiming = asyncio.create_task(self._reclaim(), name="worker reclaim")
         chores = [
             asyncio.create_task(self._heartbeat(), name="worker heartbeat"),
             asyncio.create_task(self._watch_cancels(), name="worker cancels"),
-            asyncio.create_task(self._reclaim(), name="worker reclaim"),
+            self._reclaiming,
         ]
+        self._reading = asyncio.create_task(self._read(), name="worker reads")
         try:
-            while True:
-                await self._slots.acquire()
-                try:
-                    taken = await self._store.next_runs(self.name, 1)
-                except Exception:
-                    self._slots.release()
-                    log.exception("worker %s cannot read the queue; retrying", self.name)
-                    await asyncio.sleep(1)
-                    continue
-                if not taken:
-                    self._slots.release()
-                    continue
-                for entry_id, run_id in taken:
-                    self._start(entry_id, run_id)
+            await asyncio.gather(self._reading, return_exceptions=True)
+            await asyncio.Event().wait()  # drained: the runs in hand finish, until cancelled
         finally:
+            self._reading.cancel()
             for chore in chores:
                 chore.cancel()
-            tasks = [r.task for r in self._running.values()]
-            for task in tasks:
+            running = list(self._running.values())
+            for run in running:
+                run.hand_back = not run.ended
+                run.task.cancel()
+            await asyncio.gather(
+                self._reading, *chores, *(r.task for r in running), return_exceptions=True
+            )
+
+    async def _read(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                taken = await self._store.next_runs(self.name, 1)
+            except Exception:
+                self._slots.release()
+                log.exception("worker %s cannot read the queue; retrying", self.name)
+                await asyncio.sleep(1)
+                continue
+            if not taken:
+                self._slots.release()
+                continue
+            for entry_id, run_id in taken:
+                self._start(entry_id, run_id)
+
+    def drain(self) -> None:
+        """Stop taking runs (from the queue, from `submit`, by reclaiming); hand back at once
+        the runs in hand whose turn has not come; let the executing ones finish (`drained`)."""
+        if self.draining:
+            return
+        self.draining = True
+        log.info("worker %s is draining: %d runs in hand", self.name, len(self._running))
+        for task in (self._reading, self._reclaiming):
+            if task is not None:
                 task.cancel()
-            await asyncio.gather(*chores, *tasks, return_exceptions=True)
+        for run in self._running.values():
+            # Seen by the run's task before its turn comes (not a cancellation: a task cancelled
+            # before it first runs would skip its clean-up).
+            if not run.executing and not run.ended:
+                run.hand_back = True
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the runs in hand to end; whether they all did."""
+        deadline = time.monotonic() + timeout
+        while self._running:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def _ensure_group(self) -> None:
         """The queue's consumer group; Redis may not be up yet (the service starts anyway)."""
@@ -220,17 +265,32 @@ class Worker:
             if record is None or record.finished:
                 await self._store.ack(entry_id)  # expired, or finished just before a crash
                 return
+            if self._running[run_id].hand_back:
+                return  # taken as the worker began to drain
             logs.run_context(run_id, record.thread_id, record.trace_id)
             self._writer.open(run_id, fresh=started is not None or record.attempt == 0)
             self._running[run_id].cancel = cancel
-            settled = await self._execute_run(entry_id, record, started is not None)
+            try:
+                settled = await self._execute_run(entry_id, record, started is not None)
+            except _HandBack:
+                return
             if not settled and not self._running[run_id].lost:  # else it is another worker's
                 await self._store.ack(entry_id)
         finally:
             self._writer.close(run_id)
             running = self._running.get(run_id)
             if not settled and (running is None or not running.lost):
-                await self._store.release(run_id, self.name)
+                if running is not None and running.hand_back:
+                    await self._hand_back(entry_id, run_id)
+                else:
+                    await self._store.release(run_id, self.name)
+
+    async def _hand_back(self, entry_id: str, run_id: str) -> None:
+        try:
+            if await self._store.hand_back(entry_id, run_id, self.name):
+                log.info("worker %s handed run %s back to the queue", self.name, run_id)
+        except Exception as exc:  # its lease lapses and another worker reclaims it
+            log.warning("worker %s could not hand back run %s: %s", self.name, run_id, exc)
 
     async def _execute_run(self, entry_id: str, record: RunRecord, started: bool) -> bool:
         """Execute the run and record its end; whether that also acknowledged its queue entry
@@ -254,6 +314,7 @@ class Worker:
                 if running.cancel is None:
                     raise  # the worker is stopping, or lost the run
             else:
+                running.executing = True
                 began = time.monotonic()
                 outcome = await self._execute_events(record)
                 _measure(record, outcome, time.monotonic() - began)
@@ -312,7 +373,10 @@ class Worker:
         record.status = "running"
         record.attempt += 1
         first_start = record.started_at is None
+        running = self._running[record.run_id]
         while True:
+            if running.hand_back:
+                raise _HandBack
             if first_start:
                 record.started_at = time.time()
             if await self._store.start(record):
@@ -409,6 +473,11 @@ class Worker:
             headers["X-Switchboard-Signature"] = f"sha256={digest.hexdigest()}"
         async with httpx.AsyncClient(timeout=10) as client:
             for attempt in range(self._settings.webhook_attempts):
+                try:
+                    await check_webhook(record.webhook, self._settings.webhook_private_hosts)
+                except WebhookRefused as exc:
+                    log.warning("webhook for run %s refused: %s", record.run_id, exc.message)
+                    return
                 with contextlib.suppress(httpx.HTTPError):
                     response = await client.post(record.webhook, content=body, headers=headers)
                     if response.status_code < 300:

@@ -83,8 +83,10 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         if retrieval is not None
         else _not_open(services.retrieval)
     )
+    draining = services.draining_since is not None  # SIGTERM: send nothing new here
+    ready = ready and not draining
     body: dict[str, Any] = {
-        "status": "ready" if ready else "not_ready",
+        "status": "draining" if draining else "ready" if ready else "not_ready",
         "backends": report,
         "redis": redis,
         "retrieval": retrieval_state,

@@ -30,6 +30,7 @@ from api.streams import RunEvents
 from switchboard.errors import InvalidRequest, NotFound, SwitchboardError
 from switchboard.runs import RunRecord, StoredEvent, new_run_id
 from switchboard.tracing import TraceRef
+from switchboard.webhooks import check_webhook
 from switchboard.worker import public_run
 
 # Every run names an assistant, a thread or a run that may not be there (404).
@@ -86,6 +87,8 @@ async def _create(
         if active and body.multitask_strategy in ("interrupt", "rollback"):
             for run_id in active:
                 await services.runs.request_cancel(run_id, body.multitask_strategy)
+    if body.webhook is not None:
+        await check_webhook(str(body.webhook), services.settings.runtime.webhook_private_hosts)
     record = RunRecord(
         run_id=new_run_id(),
         thread_id=thread_id,

@@ -77,6 +77,25 @@ class Cluster:
         self._wait(process, lambda: _answers(f"{url}/readyz"))
         return url
 
+    def serve(self, concurrency: int = 32) -> tuple[str, subprocess.Popen[bytes]]:
+        """An API process with its own worker (as `switchboard serve` runs by default): its URL
+        once it is ready, and the process."""
+        port = free_port()
+        args = [
+            sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_environment",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        ]  # fmt: skip
+        process = self._spawn(args, "serve", {"SWITCHBOARD_RUNTIME__CONCURRENCY": str(concurrency)})
+        url = f"http://127.0.0.1:{port}"
+        self._wait(process, lambda: _answers(f"{url}/readyz"))
+        return url, process
+
+    def log(self, process: subprocess.Popen[bytes]) -> str:
+        """What a process has logged so far."""
+        index = self._processes.index(process)
+        found = next(self._logs.glob(f"*-{index}.log"))
+        return found.read_text(errors="replace")
+
     def worker(self, concurrency: int = 32) -> subprocess.Popen[bytes]:
         """A worker process, once it reads the queue."""
         args = [sys.executable, "-c", "from switchboard.cli import main; main(['worker'])"]

@@ -18,6 +18,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
+from switchboard.webhooks import WebhookRefused, check_webhook
 from tests.backends import Reply, ScriptedBackend
 from tests.conftest import backend_entry, make_settings
 from tests.service_runner import running_service
@@ -307,7 +308,10 @@ async def test_webhook_is_signed_and_retried(backend: ScriptedBackend) -> None:
     receiver = _Receiver(fail=1)
     server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    settings = make_settings(backend_entry("p", backend), runtime={"webhook_secret": "s3cret"})
+    settings = make_settings(
+        backend_entry("p", backend),
+        runtime={"webhook_secret": "s3cret", "webhook_private_hosts": True},  # a loopback receiver
+    )
     backend.set_default(Reply(text="Done."), model="generator")
     try:
         with running_service(settings) as url:
@@ -369,3 +373,43 @@ async def test_full_queue_and_time_budget(backend: ScriptedBackend) -> None:
         runs = await client.runs.list(thread_id)
         assert runs[0]["status"] == "timeout"
         await client.aclose()
+
+
+async def test_webhooks_into_the_service_s_own_network_are_refused(
+    backend: ScriptedBackend,
+) -> None:
+    """By default a caller cannot make the service call loopback, private or link-local
+    addresses (a cloud's metadata service): 422 naming the setting, and nothing is called."""
+    receiver = _Receiver(fail=0)
+    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with running_service(make_settings(backend_entry("p", backend))) as url:
+            client = get_client(url=url)
+            thread_id = (await client.threads.create())["thread_id"]
+            for hook in (
+                f"http://127.0.0.1:{port}/hook",
+                f"http://localhost:{port}/hook",
+                "http://169.254.169.254/latest/meta-data/",
+                "http://10.1.2.3/hook",
+                "http://[::1]/hook",
+            ):
+                with pytest.raises(httpx.HTTPStatusError) as refused:
+                    await client.runs.create(
+                        thread_id, "switchboard", input=_input("Hi."), context=DIRECT, webhook=hook
+                    )
+                assert refused.value.response.status_code == 422, hook
+                assert "WEBHOOK_PRIVATE_HOSTS" in refused.value.response.text
+            assert await client.runs.list(thread_id) == []
+            await client.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert receiver.calls == []
+
+
+async def test_a_public_webhook_address_passes_the_check() -> None:
+    await check_webhook("https://93.184.215.14/hook", allow_private=False)
+    with pytest.raises(WebhookRefused):
+        await check_webhook("http://192.168.1.10/hook", allow_private=False)
+    await check_webhook("http://192.168.1.10/hook", allow_private=True)
