@@ -12,3 +12,4 @@ fi
 # A portable CPU build of llama.cpp (no -march=native), so a cached wheel runs on any x86-64.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 .venv/bin/pip install --quiet -e ".[local,dev]"
+scripts/k8s_tools.sh  # kustomize v5 into .tools/ for tests/k8s (once; needs Go)

@@ -61,7 +61,9 @@ GRAPH = {
 }
 
 
-def test_openapi_conformance(backend: ScriptedBackend, neo4j_url: str, tmp_path: Path) -> None:
+def test_openapi_conformance(
+    backend: ScriptedBackend, neo4j_url: str, tmp_path: Path, summary: list[str]
+) -> None:
     backend.set_default(Reply(text=json.dumps(GRAPH)), model="extractor")
     settings = make_settings(
         backend_entry("primary", backend),
@@ -104,7 +106,7 @@ def test_openapi_conformance(backend: ScriptedBackend, neo4j_url: str, tmp_path:
     report = json.loads(next(tmp_path.glob("json-*.json")).read_text())
     requests = _requests(next(tmp_path.glob("ndjson-*.ndjson")))
     operations = report["operations"]
-    print(
+    summary.append(
         f"schemathesis {report['schemathesis_version']}: {requests} requests "
         f"({report['test_cases']['generated']} test cases) over {operations['tested']} "
         f"operations in {elapsed:.0f} s, seed {SEED}"

@@ -141,7 +141,8 @@ def test_size_limits_per_file(backend: ScriptedBackend) -> None:
         assert big["status"] == "rejected" and big["http_status"] == 413
         assert small["status"] == "ready"
         too_many = _upload(url, [("a.md", MARKDOWN), ("b.md", TEXT), ("c.md", HTML)])
-        assert too_many.status_code == 400
+        assert too_many.status_code == 413
+        assert "SWITCHBOARD_RETRIEVAL__MAX_UPLOAD_FILES" in too_many.json()["error"]["message"]
 
 
 def test_large_uploads_are_ingested_in_the_background(backend: ScriptedBackend) -> None:
