@@ -22,6 +22,7 @@ from api.routes import (
     runs,
     threads,
 )
+from api.routes.console import install_console
 from api.services import open_services
 from api.web import SecurityHeaders, install_cors
 from api.workers import draining_on_sigterm, worker_running
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
             routes.router, dependencies=[Depends(get_caller)], responses=errors(401, 429, 503)
         )
     app.include_router(health.router)
+    install_console(app)  # the web console's static page: no caller needed to load it
     uploads = settings.retrieval
     app.add_middleware(
         BodySizeLimit,

@@ -51,6 +51,13 @@ _DOCS_CSP = (
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 _DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})  # FastAPI's defaults
+# The web console (`/` and `/console/...`): its own scripts, styles and API calls only; no inline
+# code of any kind, nothing from elsewhere.
+CONSOLE_CSP = (
+    "default-src 'none'; "
+    "script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 _FIXED = (
     ("x-content-type-options", "nosniff"),
@@ -87,8 +94,8 @@ def docs_csp(html: bytes) -> str:
 
 class SecurityHeaders:
     """Adds X-Content-Type-Options, X-Frame-Options, Referrer-Policy, a Content-Security-Policy
-    (`default-src 'none'` but on the docs pages) and `Cache-Control: no-store` to every HTTP
-    response, keeping any of them the response set itself."""
+    (`default-src 'none'` but on the docs and console pages) and `Cache-Control: no-store` to
+    every HTTP response, keeping any of them the response set itself."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -101,9 +108,12 @@ class SecurityHeaders:
             await self._docs(scope, receive, send)
             return
 
+        path: str = scope["path"]
+        csp = CONSOLE_CSP if path == "/" or path.startswith("/console/") else API_CSP
+
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
-                _add_headers(message, API_CSP)
+                _add_headers(message, csp)
             await send(message)
 
         await self.app(scope, receive, sending)

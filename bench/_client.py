@@ -20,14 +20,16 @@ class StreamSample:
     total: float  # seconds to `data: [DONE]`
     events: int  # content chunks received
     error: str | None
+    gaps: list[float] | None = None  # seconds between content chunks, when asked for
 
 
 class Connection:
     """One keep-alive connection that runs streamed chat requests one after another."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, gaps: bool = False) -> None:
         self.host = host
         self.port = port
+        self._gaps = gaps
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -72,6 +74,8 @@ class Connection:
             return StreamSample(0, 0, 0, status.decode().strip())
         first = 0.0
         events = 0
+        gaps: list[float] | None = [] if self._gaps else None
+        last = 0.0
         while True:
             line = await reader.readline()
             if not line:
@@ -85,7 +89,7 @@ class Connection:
                 while (await reader.readline()) != b"0\r\n":
                     pass  # the rest of the chunked body: its terminating chunk
                 await reader.readline()
-                return StreamSample(first, total, events, None)
+                return StreamSample(first, total, events, None, gaps)
             chunk = json.loads(data)
             if "error" in chunk:
                 await self.close()
@@ -93,5 +97,9 @@ class Connection:
             choices = chunk.get("choices")
             if choices and choices[0].get("delta", {}).get("content"):
                 events += 1
+                now = time.perf_counter()
                 if events == 1:
-                    first = time.perf_counter() - started
+                    first = now - started
+                elif gaps is not None:
+                    gaps.append(now - last)
+                last = now

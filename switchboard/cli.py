@@ -1,5 +1,6 @@
 """The `switchboard` command: `serve` runs the service, `worker` executes queued runs, `chat`
-streams a turn to the terminal, `ingest` uploads documents, `keys` manages API keys."""
+streams a turn to the terminal, `ingest` uploads documents, `keys` manages API keys, `eval` runs
+the evaluation suites (evals/)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     keys_cli = importlib.import_module("memory.keys_cli")
     keys_cli.add_arguments(keys)
 
+    evaluate = commands.add_parser("eval", help="run the evaluation suites (evals/README.md)")
+    evaluate.add_argument(
+        "--suite", choices=["routing", "retrieval", "answers", "all"], default="all"
+    )
+    evaluate.add_argument(
+        "--backend", default="scripted", help="scripted, local, configured or a backend base URL"
+    )
+    evaluate.add_argument("--model", default=None, help="the model to ask, with a URL backend")
+    evaluate.add_argument("--limit", type=int, default=None, help="at most N items per suite")
+    evaluate.add_argument("--max-tokens", type=int, default=128, help="per generated answer")
+    evaluate.add_argument("--out", type=Path, default=None, help="folder for <suite>.json")
+    evaluate.add_argument("--gate", action="store_true", help="fail below evals/baseline.json")
+
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -62,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         return _worker(settings)
     if args.command == "keys":
         return int(asyncio.run(keys_cli.run(settings, args)))
+    if args.command == "eval":
+        # Imported by name: evals sits above everything in the layering.
+        runner = importlib.import_module("evals.runner")
+        return int(runner.main(args, settings))
     url = args.url or f"http://{settings.server.host}:{settings.server.port}"
     headers = _auth_headers(settings)
     if args.command == "ingest":
