@@ -8,6 +8,7 @@ with the thread.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from switchboard.errors import SwitchboardError
 from switchboard.runs import OwnedBy
 
 REDIS_ERRORS = (RedisError, RedisVLError, OSError)
+# How long saving a checkpoint waits for a Redis that stopped answering.
+_SAVE_WAIT_S = 10.0
 
 
 class MemoryUnavailable(SwitchboardError):
@@ -109,11 +112,21 @@ class Checkpointer(AsyncRedisSaver):
         new_versions: ChannelVersions,
         stream_mode: str = "values",
     ) -> RunnableConfig:
-        try:
-            with metrics.timed("redis", "checkpoint_save"):
-                return await super().aput(config, checkpoint, metadata, new_versions, stream_mode)
-        except REDIS_ERRORS as exc:
-            raise unavailable(exc) from exc
+        # A run that ends while Redis is briefly away (a restart, a failover) waits for it to
+        # come back rather than lose its answer; the writes are idempotent (the same keys).
+        deadline = time.monotonic() + _SAVE_WAIT_S
+        delay = 0.1
+        while True:
+            try:
+                with metrics.timed("redis", "checkpoint_save"):
+                    return await super().aput(
+                        config, checkpoint, metadata, new_versions, stream_mode
+                    )
+            except REDIS_ERRORS as exc:
+                if time.monotonic() + delay > deadline:
+                    raise unavailable(exc) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def aput_writes(
         self,
