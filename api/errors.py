@@ -18,12 +18,12 @@ from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge, Switch
 log = logging.getLogger(__name__)
 
 
-_PROTOCOL_PATHS = ("/assistants", "/threads", "/runs")
+PROTOCOL_PATHS = ("/assistants", "/threads", "/runs")
 
 
 def error_response(exc: SwitchboardError, path: str = "") -> JSONResponse:
     headers = exc.headers() or None
-    if path.startswith(_PROTOCOL_PATHS):
+    if path.startswith(PROTOCOL_PATHS):
         body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
         if exc.param:
             body["param"] = exc.param
@@ -41,7 +41,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         invalid = _from_validation(exc)
-        if request.url.path.startswith(_PROTOCOL_PATHS):
+        if request.url.path.startswith(PROTOCOL_PATHS):
             invalid.status = 422  # LangGraph's server: an invalid field is unprocessable
         return error_response(invalid, request.url.path)
 

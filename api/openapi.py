@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
-from api.errors import _PROTOCOL_PATHS
+from api.errors import PROTOCOL_PATHS
 
 __all__ = ["ErrorEnvelope", "ProtocolError", "errors", "install_openapi"]
 
@@ -100,7 +100,7 @@ def _declare_errors(schema: dict[str, Any]) -> None:
     for model in (ErrorBody, ErrorEnvelope, ProtocolError):
         components[model.__name__] = model.model_json_schema(ref_template=_REF + "{model}")
     for path, operations in schema.get("paths", {}).items():
-        protocol = path.startswith(_PROTOCOL_PATHS)
+        protocol = path.startswith(PROTOCOL_PATHS)
         body = {"$ref": _REF + ("ProtocolError" if protocol else "ErrorEnvelope")}
         for operation in operations.values():
             responses: dict[str, Any] = operation["responses"]

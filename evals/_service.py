@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import socket
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -19,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from evals._data import ROOT
 from switchboard.llm.local import LocalLlamaServer
@@ -120,46 +117,12 @@ def service_settings(settings: Settings, backend: Backend, data_dir: Path) -> Se
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serving(settings: Settings, startup_timeout: float = 180.0) -> Iterator[str]:
     """Serve the app and yield its base URL once its document store is up (or off)."""
-    api = importlib.import_module("api")  # evals sits above api; imported when used
-    port = _free_port()
-    config = uvicorn.Config(
-        api.create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        loop="asyncio",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("the service failed to start")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the service did not start in time")
-            time.sleep(0.05)
-        while httpx.get(f"{url}/readyz", timeout=10).json()["retrieval"]["status"] == "starting":
-            if time.monotonic() > deadline:
-                raise RuntimeError("the service's document store did not open in time")
-            time.sleep(0.1)
+    serving = importlib.import_module("api.serving")  # evals sits above api; imported when used
+    with serving.running_service(settings, startup_timeout) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
 
 
 @dataclass

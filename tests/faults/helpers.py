@@ -29,6 +29,22 @@ def recovery_seconds(succeeds: Callable[[], bool], timeout: float = 60.0) -> flo
     return time.monotonic() - started
 
 
+def start_run(url: str, thread_id: str, text: str) -> str:
+    """A background run on the thread (LangGraph's runs API, judge off): its id."""
+    run = httpx.post(
+        f"{url}/threads/{thread_id}/runs",
+        json={
+            "assistant_id": "switchboard",
+            "input": {"messages": [{"role": "user", "content": text}]},
+            "context": {"quality_check": False},
+        },
+        headers=HEADERS,
+    )
+    assert run.status_code == 200, run.text
+    run_id: str = run.json()["run_id"]
+    return run_id
+
+
 def turn(url: str, text: str, thread_id: str, **options: Any) -> tuple[int, list[Received]]:
     """One turn on the native stream: its status and, when 200, every event."""
     body = {"messages": [{"role": "user", "content": text}], "thread_id": thread_id, **options}

@@ -22,6 +22,7 @@ from tests.faults.helpers import (
     memories,
     messages,
     recovery_seconds,
+    start_run,
     turn,
     turn_ends,
     wait_for,
@@ -104,17 +105,7 @@ def test_backend_fault(
     assert error["type"] == "backend_error" and error["message"]
 
     assert httpx.post(f"{service}/threads", json={"thread_id": other}, headers=HEADERS).is_success
-    run = httpx.post(
-        f"{service}/threads/{other}/runs",
-        json={
-            "assistant_id": "switchboard",
-            "input": {"messages": [{"role": "user", "content": "In the background."}]},
-            "context": {"quality_check": False},
-        },
-        headers=HEADERS,
-    )
-    assert run.status_code == 200, run.text
-    run_url = f"{service}/threads/{other}/runs/{run.json()['run_id']}"
+    run_url = f"{service}/threads/{other}/runs/{start_run(service, other, 'In the background.')}"
     httpx.get(f"{run_url}/join", headers=HEADERS, timeout=30)
     assert httpx.get(run_url, headers=HEADERS).json()["status"] == "error"
 

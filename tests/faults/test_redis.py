@@ -22,6 +22,7 @@ from tests.faults.helpers import (
     memories,
     messages,
     recovery_seconds,
+    start_run,
     turn,
     turn_ends,
     wait_for,
@@ -71,17 +72,7 @@ def _redis_fault(
 
     backend.set_default(Reply(text=LONG, gap=0.1), model="generator")  # three seconds of tokens
     assert httpx.post(f"{url}/threads", json={"thread_id": other}, headers=HEADERS).is_success
-    run = httpx.post(
-        f"{url}/threads/{other}/runs",
-        json={
-            "assistant_id": "switchboard",
-            "input": {"messages": [{"role": "user", "content": "Count."}]},
-            "context": {"quality_check": False},
-        },
-        headers=HEADERS,
-    )
-    assert run.status_code == 200, run.text
-    run_url = f"{url}/threads/{other}/runs/{run.json()['run_id']}"
+    run_url = f"{url}/threads/{other}/runs/{start_run(url, other, 'Count.')}"
     wait_for(lambda: backend.active_streams == 1)
 
     servers.run(redis.stop())

@@ -11,25 +11,10 @@ import httpx
 
 from tests.backends import Reply, ScriptedBackend
 from tests.faults.conftest import FaultTable
-from tests.faults.helpers import HEADERS, recovery_seconds, wait_for
+from tests.faults.helpers import HEADERS, recovery_seconds, start_run, wait_for
 from tests.service.cluster import cluster
 
 LONG = " ".join(f"w{i}" for i in range(30))
-
-
-def _start_run(url: str, thread: str, text: str) -> str:
-    run = httpx.post(
-        f"{url}/threads/{thread}/runs",
-        json={
-            "assistant_id": "switchboard",
-            "input": {"messages": [{"role": "user", "content": text}]},
-            "context": {"quality_check": False},
-        },
-        headers=HEADERS,
-    )
-    assert run.status_code == 200, run.text
-    run_id: str = run.json()["run_id"]
-    return run_id
 
 
 def _run(url: str, thread: str, run_id: str) -> dict[str, Any]:
@@ -52,12 +37,12 @@ def test_worker_killed_mid_run(
         url = nodes.api()
         worker = nodes.worker()
         thread = httpx.post(f"{url}/threads", json={}, headers=HEADERS).json()["thread_id"]
-        first = _start_run(url, thread, "One.")
+        first = start_run(url, thread, "One.")
         httpx.get(f"{url}/threads/{thread}/runs/{first}/join", headers=HEADERS, timeout=30)
         assert _run(url, thread, first)["status"] == "success"
 
         backend.set_default(Reply(text=LONG, gap=0.1), model="generator")
-        second = _start_run(url, thread, "Two.")
+        second = start_run(url, thread, "Two.")
         wait_for(lambda: backend.active_streams == 1)
         nodes.kill(worker)
         wait_for(lambda: backend.active_streams == 0)

@@ -44,20 +44,20 @@ class World:
     ids: dict[str, str]  # A's items, by path parameter
 
 
-def _keys(redis_url: str) -> tuple[str, str, str, str]:
-    """Tenant A's user and admin tokens, tenant B's admin token, and A's admin key id."""
+def _keys(redis_url: str) -> tuple[str, str, str]:
+    """Tenant A's user token, tenant B's admin token, and the id of an admin key of A's."""
 
-    async def make() -> tuple[str, str, str, str]:
+    async def make() -> tuple[str, str, str]:
         client = Redis.from_url(redis_url)
         store = ApiKeyStore(client)
         suffix = uuid.uuid4().hex[:6]
         try:
             _, a_user = await store.create(f"tenant-a-{suffix}", "user")
-            a_admin_key, a_admin = await store.create(f"tenant-a-{suffix}", "admin")
+            a_admin_key, _ = await store.create(f"tenant-a-{suffix}", "admin")
             _, b_admin = await store.create(f"tenant-b-{suffix}", "admin")
         finally:
             await client.aclose()
-        return a_user, a_admin, b_admin, a_admin_key.key_id
+        return a_user, b_admin, a_admin_key.key_id
 
     return asyncio.run(make())
 
@@ -80,7 +80,7 @@ def world(scripted_session: ScriptedBackend, neo4j_url: str, redis_url: str) -> 
         graph={"url": neo4j_url},
         redis={"url": redis_url},
     )
-    a_user, a_admin, b_admin, a_key_id = _keys(redis_url)
+    a_user, b_admin, a_key_id = _keys(redis_url)
     with running_service(settings) as url:
         a = _bearer(a_user)
         thread_id = httpx.post(f"{url}/threads", json={}, headers=a).json()["thread_id"]
@@ -118,9 +118,7 @@ def world(scripted_session: ScriptedBackend, neo4j_url: str, redis_url: str) -> 
             "user": "ada",
             "key_id": a_key_id,
         }
-        # Admin paths are A's admin's; the rest A's user's.
         yield World(url, a, _bearer(b_admin), ids)
-        assert a_admin  # kept for the admin checks below
     backend.reset()
 
 
