@@ -291,19 +291,22 @@ class RunStore:
             raise QueueUnavailable(f"the run store (Redis) is unavailable: {exc}") from exc
         return RunRecord.from_json(raw) if raw else None
 
-    async def start(self, record: RunRecord) -> bool:
-        """Save the record (now running) if the run is at the head of its thread's runs; False
-        (nothing saved) while an earlier run on the thread is unfinished. One round trip."""
+    async def start(self, record: RunRecord) -> tuple[bool, CancelAction | None]:
+        """Save the record (now running) if the run is at the head of its thread's runs: (True,
+        None); (False, None), nothing saved, while an earlier run on the thread is unfinished;
+        (False, the action) when it was cancelled before its turn came. One round trip."""
         record.updated_at = time.time()
-        started = await self.redis.eval(
+        reply: Any = await self.redis.eval(
             _START,
-            2,
+            3,
             self._active(record.thread_id),
             self._run(record.run_id),
+            self._cancel(record.run_id),
             record.run_id,
             record.to_json(),
         )
-        return bool(started)
+        cancel = cast(CancelAction, as_text(reply[1])) if len(reply) > 1 else None
+        return bool(reply[0]), cancel
 
     async def delete(self, record: RunRecord) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -599,12 +602,16 @@ return written
 
 # Saved as started only at the head of its thread's unfinished runs.
 _START = """
+local cancel = redis.call('get', KEYS[3])
+if cancel then
+  return {0, cancel}
+end
 local head = redis.call('zrange', KEYS[1], 0, 0)[1]
 if head and head ~= ARGV[1] then
-  return 0
+  return {0}
 end
 redis.call('set', KEYS[2], ARGV[2])
-return 1
+return {1}
 """
 
 # Renewed if still ours, or taken back if it lapsed and nobody else took it.

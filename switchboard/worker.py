@@ -314,10 +314,11 @@ class Worker:
                 if running.cancel is None:
                     raise  # the worker is stopping, or lost the run
             else:
-                running.executing = True
-                began = time.monotonic()
-                outcome = await self._execute_events(record)
-                _measure(record, outcome, time.monotonic() - began)
+                if running.cancel is None:
+                    running.executing = True
+                    began = time.monotonic()
+                    outcome = await self._execute_events(record)
+                    _measure(record, outcome, time.monotonic() - began)
         if running.lost:
             return False  # another worker has the run now; it writes the rest
         running.ended = True
@@ -379,7 +380,11 @@ class Worker:
                 raise _HandBack
             if first_start:
                 record.started_at = time.time()
-            if await self._store.start(record):
+            started, cancel = await self._store.start(record)
+            if cancel is not None:  # cancelled while it waited: it must not start
+                running.cancel = cancel
+                return
+            if started:
                 return
             await asyncio.sleep(_TURN_POLL_S)
 
