@@ -234,6 +234,10 @@ class Worker:
     def _start(self, entry_id: str, run_id: str, started: RunRecord | None = None) -> None:
         """Execute the run in a slot already taken; `started`: its record, when `submit` has
         started it (lease and all), else it is taken here."""
+        if started is not None:
+            # Its events reach this process's followers from the first one: the request that
+            # made the run follows it at once, fed here without a wake-up read from Redis.
+            self._writer.open(run_id, fresh=True)
         task = asyncio.create_task(self._guarded(entry_id, run_id, started), name=f"run {run_id}")
         self._running[run_id] = _Running(entry_id, task)
 
@@ -268,7 +272,8 @@ class Worker:
             if self._running[run_id].hand_back:
                 return  # taken as the worker began to drain
             logs.run_context(run_id, record.thread_id, record.trace_id)
-            self._writer.open(run_id, fresh=started is not None or record.attempt == 0)
+            if started is None:  # else opened by `_start`
+                self._writer.open(run_id, fresh=record.attempt == 0)
             self._running[run_id].cancel = cancel
             try:
                 settled = await self._execute_run(entry_id, record, started is not None)
