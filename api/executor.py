@@ -218,12 +218,20 @@ async def _langgraph(services: Services, record: RunRecord) -> AsyncIterator[Ste
         return
     final: dict[str, Any] | None = None
     node = "generate"
+    # Only what the run's modes need from the graph: `values` for the final state; `custom` for
+    # itself and for the tokens of `messages-tuple`. Without `custom`, the graph's writer is a
+    # no-op and its tokens cost nothing here (a `wait` run).
+    graph_modes = ["values"]
+    if "updates" in modes:
+        graph_modes.append("updates")
+    if modes & {"custom", "messages-tuple"}:
+        graph_modes.append("custom")
     try:
         async for mode, chunk in graph.astream(
             run_input,
             _config(record),
             context=context,
-            stream_mode=["custom", "values", "updates"],
+            stream_mode=graph_modes,
             durability=services.settings.redis.durability,
         ):
             if mode == "values":
