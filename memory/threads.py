@@ -293,9 +293,9 @@ class ThreadRegistry:
         user) its owner; later turns of the owner refresh its expiry; another tenant's thread is
         left alone. Returns the owner, which the caller compares (None: no such thread and
         `create` is False)."""
+        keys, args = self._claim_keys_args(thread_id, tenant, user, workflow, create)
         try:
-            _, script, *args = self._claim_command(thread_id, tenant, user, workflow, create)
-            raw = await self._redis.eval(script, *args)
+            raw = await self._redis.eval(_CLAIM, len(keys), *keys, *args)
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
         if not raw:
@@ -305,21 +305,20 @@ class ThreadRegistry:
     def owned_by(
         self, thread_id: str, tenant: str, user: str | None, workflow: str, create: bool = True
     ) -> OwnedBy:
-        """The claim of `claim`, for the script that queues the turn's run to send first and
-        check (one round trip for both: `RunStore.create`)."""
-        claim = self._claim_command(thread_id, tenant, user, workflow, create)
-        return OwnedBy(self._key(thread_id), tenant, claim)
+        """The claim of `claim`, for the script that queues the turn's run to make first and
+        check (one script for both: `RunStore.create`)."""
+        keys, args = self._claim_keys_args(thread_id, tenant, user, workflow, create)
+        return OwnedBy(self._key(thread_id), tenant, _CLAIM_FUNCTION, keys, args)
 
-    def _claim_command(
+    def _claim_keys_args(
         self, thread_id: str, tenant: str, user: str | None, workflow: str, create: bool
-    ) -> tuple[Any, ...]:
-        return (
-            "EVAL",
-            _CLAIM,
-            3,
+    ) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        keys = (
             self._key(thread_id),
             self._tenant_key(tenant),
             self._user_key(tenant, user or "-"),
+        )
+        args = (
             tenant,
             user or "",
             workflow,
@@ -328,6 +327,7 @@ class ThreadRegistry:
             1 if create else 0,
             thread_id,
         )
+        return keys, args
 
     async def threads_of(self, tenant: str, user: str) -> list[str]:
         try:
@@ -348,7 +348,10 @@ class ThreadRegistry:
 
 # The owner's fields set only while the thread is new; the owner's later turns refresh its expiry
 # and its place in the owner's lists (the tenant's, for search; the user's, for forgetting).
-_CLAIM = """
+# As a Lua function, so that the script that queues a turn's run can claim its thread first
+# (`OwnedBy`); its parameters shadow the script's own KEYS and ARGV.
+_CLAIM_FUNCTION = """
+local function claim(KEYS, ARGV)
 local owner = redis.call('hget', KEYS[1], 'tenant')
 if not owner then
   if ARGV[6] == '0' then
@@ -373,7 +376,9 @@ if owner == ARGV[1] then
   end
 end
 return redis.call('hgetall', KEYS[1])
+end
 """
+_CLAIM = _CLAIM_FUNCTION + "return claim(KEYS, ARGV)\n"
 
 
 def _owner(thread_id: str, raw: dict[Any, Any]) -> ThreadOwner:

@@ -18,6 +18,7 @@ Keys (all under `switchboard:`):
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -143,13 +144,15 @@ class ThreadNotFound(NotFound):
 
 @dataclass(frozen=True, slots=True)
 class OwnedBy:
-    """The run's thread, checked by the queueing script: it must belong to `tenant` (its owner
-    hash is `key`) once `claim` — a Redis command sent first, in the same round trip: the
-    thread's claim for this turn — has run."""
+    """The run's thread, claimed and checked by the queueing script itself: `claim` (Lua that
+    defines `local function claim(KEYS, ARGV)`: the thread's claim for this turn) runs first,
+    with `keys` and `args`; the thread must then belong to `tenant` (its owner hash is `key`)."""
 
     key: str
     tenant: str
-    claim: tuple[Any, ...]
+    claim: str
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,12 +239,13 @@ class RunStore:
         # with one key make one run.
         key = self._idempotency(record.tenant, idempotency_key) if idempotency_key else ""
         running = replace(record, status="running", attempt=1, started_at=record.created_at)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if owner is not None:
-                pipe.execute_command(*owner.claim)
-            pipe.eval(
-                _CREATE,
-                7,
+        script = _CREATE
+        if owner is not None:
+            script = _claiming(owner.claim, len(owner.keys), len(owner.args))
+        with metrics.timed("redis", "run_create"):
+            reply: Any = await self.redis.eval(
+                script,
+                7 + (len(owner.keys) if owner else 0),
                 QUEUE,
                 self._run(record.run_id),
                 self._thread_runs(record.thread_id),
@@ -249,6 +253,7 @@ class RunStore:
                 key or f"{_PREFIX}idempotency:-",
                 self._lease(record.run_id),
                 owner.key if owner else f"{_PREFIX}thread:-",
+                *(owner.keys if owner else ()),
                 self.settings.max_queued,
                 record.to_json(),
                 record.run_id,
@@ -259,10 +264,8 @@ class RunStore:
                 running.to_json() if worker else "",
                 self.settings.lease_ms,
                 owner.tenant if owner else "",
+                *(owner.args if owner else ()),
             )
-            with metrics.timed("redis", "run_create"):
-                replies = await pipe.execute()
-        reply: Any = replies[-1]
         outcome = reply[0]
         if outcome == 3:
             raise ThreadNotFound(f"thread {record.thread_id!r} not found", param="thread_id")
@@ -526,6 +529,15 @@ class RunStore:
 # instead ({2, run id}). With a worker (ARGV[7]): the oldest undelivered entry is delivered to it
 # ({1, entry id, run id}) — this run's, unless others wait — and this run, when it is first on its
 # thread, starts: the worker's lease and the running record (ARGV[8]) ({1, entry id, run id, 1}).
+@functools.cache
+def _claiming(claim: str, keys: int, args: int) -> str:
+    """`_CREATE` after the thread's claim (`OwnedBy`): the claim's keys follow the script's 7,
+    its arguments the script's 10."""
+    key_list = ", ".join(f"KEYS[{8 + i}]" for i in range(keys))
+    arg_list = ", ".join(f"ARGV[{11 + i}]" for i in range(args))
+    return f"{claim}claim({{{key_list}}}, {{{arg_list}}})\n{_CREATE}"
+
+
 _CREATE = """
 if ARGV[10] ~= '' and redis.call('hget', KEYS[7], 'tenant') ~= ARGV[10] then
   return {3}
