@@ -1,11 +1,15 @@
 """Runs through the durable queue, beside the same graph served by `langgraph dev`.
 
 Both servers run the router workflow (route pinned to `direct`, judge off) against the scripted
-backend answering at once, and are driven by the same `langgraph-sdk` client code:
+backend answering at once (in a process of its own), and are driven by the same `langgraph-sdk`
+client code:
 - latency: sequential `runs.wait` on a thread, p50 and p95, minus the p50 of the same graph
   executed in this process (`graph.ainvoke`, no server, no checkpointer) — the server's added
   latency: for Switchboard the API, the Redis queue, the worker, the event Stream and the Redis
-  checkpointer; for `langgraph dev` its API, its in-memory queue and checkpointer;
+  checkpointer; for `langgraph dev` its API, its in-memory queue and checkpointer. The baseline
+  runs as the servers run the graph: on uvloop, its backend in another process (with the backend
+  in this process's thread and the default loop it took 8.4 ms instead of about 6, which the
+  servers' figures then seemed to save);
 - time to first token of `runs.stream` (custom mode), sequential, p50;
 - throughput: `runs.wait` calls at a fixed concurrency, each on its own thread, runs per second.
 
@@ -23,20 +27,28 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
+import uvloop
 from langgraph_sdk import get_client
 
-from bench._servers import ROOT, running
+from bench._servers import ROOT, running, scripted_args
 from graphs.router import RouterContext, build_router_graph
 from switchboard.llm import LLMPool
 from switchboard.processes import free_port
 from switchboard.settings import BackendConfig, LLMSettings, QualitySettings, RouterSettings
-from tests.backends import Reply, ScriptedBackend
 
+T = TypeVar("T")
 PEER_VENV = ROOT / ".venv-peer"
 ANSWER = " ".join(f"t{i}" for i in range(20))  # 20 tokens
 MESSAGE: dict[str, Any] = {"messages": [{"role": "user", "content": "Say twenty tokens."}]}
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """On uvloop, as both servers run (uvicorn picks it when installed)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -147,7 +159,7 @@ def _switchboard(backend_url: str, runs: int, concurrency: int) -> dict[str, Any
     url = f"http://127.0.0.1:{port}"
     with running(args, env, f"{url}/readyz"):
         context = {"route": "direct", "quality_check": False}
-        return asyncio.run(_server(url, "switchboard", context, runs, concurrency))
+        return _run(_server(url, "switchboard", context, runs, concurrency))
 
 
 def _peer(
@@ -165,26 +177,26 @@ def _peer(
         env["PEER_IDLE_POLL_MS"] = str(idle_poll_ms)
     url = f"http://127.0.0.1:{port}"
     with running(args, env, f"{url}/ok", poll=0.2):
-        return asyncio.run(_server(url, "router", {}, runs, concurrency))
+        return _run(_server(url, "router", {}, runs, concurrency))
 
 
 def run(runs: int, concurrency: int) -> dict[str, Any]:
-    with ScriptedBackend() as backend:
-        for model in ("generator", "router", "judge"):
-            backend.set_default(Reply(text=ANSWER), model=model)
-        in_process = asyncio.run(_in_process(backend.url, runs))
+    port = free_port()
+    backend_url = f"http://127.0.0.1:{port}/v1"
+    with running(scripted_args(port, 20, 0, 0), {}, f"{backend_url}/models"):
+        in_process = _run(_in_process(backend_url, runs))
         base = statistics.median(in_process) * 1000
         figures: dict[str, Any] = {
             "runs": runs,
             "concurrency": concurrency,
-            "backend": "scripted, answers at once, 20 tokens",
+            "backend": "scripted (own process), answers at once, 20 tokens",
             "in_process_ms_p50": round(base, 2),
         }
-        ours = _switchboard(backend.url, runs, concurrency)
+        ours = _switchboard(backend_url, runs, concurrency)
         ours["added_ms_p50"] = round(ours["wait_ms_p50"] - base, 2)
         figures["switchboard"] = ours
         for name, poll in (("langgraph_dev", None), ("langgraph_dev_poll_5ms", 5)):
-            peer = _peer(backend.url, runs, concurrency, poll)
+            peer = _peer(backend_url, runs, concurrency, poll)
             if isinstance(peer, dict):
                 peer["added_ms_p50"] = round(peer["wait_ms_p50"] - base, 2)
                 peer["our_added_latency_ratio"] = round(
