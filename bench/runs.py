@@ -8,7 +8,7 @@ client code:
   latency: for Switchboard the API, the Redis queue, the worker, the event Stream and the Redis
   checkpointer; for `langgraph dev` its API, its in-memory queue and checkpointer. The baseline
   runs as the servers run the graph: on uvloop, its backend in another process (with the backend
-  in this process's thread and the default loop it took 8.4 ms instead of about 6, which the
+  in this process's thread and the default loop it took 8.4 ms instead of 5.4, which the
   servers' figures then seemed to save);
 - time to first token of `runs.stream` (custom mode), sequential, p50;
 - throughput: `runs.wait` calls at a fixed concurrency, each on its own thread, runs per second.
