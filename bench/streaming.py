@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from bench._client import Connection, StreamSample
+from bench._procs import cpu_seconds
 from bench._servers import running
 from switchboard.processes import free_port
 
@@ -47,12 +46,6 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 async def _level(
     target: str,
     base_url: str,
@@ -80,7 +73,7 @@ async def _level(
     # One keep-alive connection per concurrent client, as a pooled HTTP client would hold.
     connections = [Connection(host, port) for _ in range(concurrency)]
     await asyncio.gather(*(c.stream(path, body) for c in connections))  # warm up
-    cpu_before = _cpu_seconds(server_pid) if server_pid else None
+    cpu_before = cpu_seconds(server_pid) if server_pid else None
     started = time.perf_counter()
 
     async def client(index: int, connection: Connection) -> list[StreamSample]:
@@ -90,7 +83,7 @@ async def _level(
     per_client = await asyncio.gather(*(client(i, c) for i, c in enumerate(connections)))
     samples = [sample for samples in per_client for sample in samples]
     wall = time.perf_counter() - started
-    cpu = _cpu_seconds(server_pid) - cpu_before if server_pid and cpu_before is not None else None
+    cpu = cpu_seconds(server_pid) - cpu_before if server_pid and cpu_before is not None else None
     await asyncio.gather(*(c.close() for c in connections))
     good = [s for s in samples if s.error is None]
     return LevelResult(

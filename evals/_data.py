@@ -29,9 +29,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def version(path: Path) -> str:
-    """A short content hash of a dataset file: results name the exact data they came from."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+def described(path: Path) -> dict[str, str]:
+    """A dataset file as results name it: its path in the repository and a short hash of its
+    content, so that a result names the exact data it came from."""
+    return {
+        "file": str(path.relative_to(ROOT.parent)),
+        "version": hashlib.sha256(path.read_bytes()).hexdigest()[:12],
+    }
 
 
 def corpus_files() -> list[Path]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from evals._data import ANSWERS, mean, normalise, read_jsonl, rounded, version
+from evals._data import ANSWERS, described, mean, normalise, read_jsonl, rounded
 from evals._service import Backend, turn
 from evals.judge import Judge
 
@@ -88,7 +88,7 @@ async def run_answers(
 
     return {
         "suite": "answers",
-        "dataset": {"file": "evals/kestrel/datasets/answers.jsonl", "version": version(ANSWERS)},
+        "dataset": described(ANSWERS),
         "backend": backend.kind,
         "questions": len(rows),
         "metrics": {

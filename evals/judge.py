@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evals._data import CALIBRATION, normalise, read_jsonl, rounded, version
+from evals._data import CALIBRATION, described, normalise, read_jsonl, rounded
 from switchboard.errors import BackendError
 from switchboard.llm import LLMPool
 from switchboard.settings import Role
@@ -178,10 +178,7 @@ async def calibrate(judge: Judge, limit: int | None = None) -> dict[str, Any]:
         )
     count = len(rows) or 1
     return {
-        "dataset": {
-            "file": "evals/kestrel/datasets/judge_calibration.jsonl",
-            "version": version(CALIBRATION),
-        },
+        "dataset": described(CALIBRATION),
         "items": len(rows),
         "support_agreement": rounded(sum(r["support_agrees"] for r in rows) / count),
         "relevance_agreement": rounded(sum(r["relevance_agrees"] for r in rows) / count),

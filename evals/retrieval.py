@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from evals._data import CORPUS, RETRIEVAL, corpus_files, normalise, read_jsonl, rounded, version
+from evals._data import CORPUS, RETRIEVAL, corpus_files, described, normalise, read_jsonl, rounded
 from memory.chunking import Chunk
 from memory.documents import DocumentRecord, chunk_id
 from memory.ingest import Ingestor, IngestStage, VectorStage
@@ -161,10 +161,7 @@ async def run_retrieval(
     latencies.sort()
     return {
         "suite": "retrieval",
-        "dataset": {
-            "file": str(RETRIEVAL.relative_to(RETRIEVAL.parents[3])),
-            "version": version(RETRIEVAL),
-        },
+        "dataset": described(RETRIEVAL),
         "questions": len(rows),
         "metrics": metrics,
         "split_passages": sum(r["split"] for r in rows),

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from evals._data import ROUTES, ROUTING, mean, percentile, read_jsonl, rounded, version
+from evals._data import ROUTES, ROUTING, described, mean, percentile, read_jsonl, rounded
 from evals._service import Backend, turn
 
 TENANT = "eval-kestrel"
@@ -88,7 +88,7 @@ async def run_routing(
     }
     return {
         "suite": "routing",
-        "dataset": {"file": "evals/kestrel/datasets/routing.jsonl", "version": version(ROUTING)},
+        "dataset": described(ROUTING),
         "backend": backend.kind,
         "questions": len(rows),
         "metrics": {

@@ -155,7 +155,7 @@ class Checkpointer(AsyncRedisSaver):
             parent_checkpoint_id = config_checkpoint_id
             checkpoint_id = checkpoint["id"]
         try:
-            checkpoint_ts: float | None = ULID.from_str(checkpoint_id).timestamp
+            checkpoint_ts: float = ULID.from_str(checkpoint_id).timestamp
         except Exception:  # not a ULID (as upstream: now, in milliseconds)
             checkpoint_ts = time.time() * 1000
         document: dict[str, Any] = {
