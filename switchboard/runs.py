@@ -529,15 +529,6 @@ class RunStore:
 # instead ({2, run id}). With a worker (ARGV[7]): the oldest undelivered entry is delivered to it
 # ({1, entry id, run id}) — this run's, unless others wait — and this run, when it is first on its
 # thread, starts: the worker's lease and the running record (ARGV[8]) ({1, entry id, run id, 1}).
-@functools.cache
-def _claiming(claim: str, keys: int, args: int) -> str:
-    """`_CREATE` after the thread's claim (`OwnedBy`): the claim's keys follow the script's 7,
-    its arguments the script's 10."""
-    key_list = ", ".join(f"KEYS[{8 + i}]" for i in range(keys))
-    arg_list = ", ".join(f"ARGV[{11 + i}]" for i in range(args))
-    return f"{claim}claim({{{key_list}}}, {{{arg_list}}})\n{_CREATE}"
-
-
 _CREATE = """
 if ARGV[10] ~= '' and redis.call('hget', KEYS[7], 'tenant') ~= ARGV[10] then
   return {3}
@@ -575,6 +566,16 @@ redis.call('set', KEYS[6], ARGV[7], 'PX', ARGV[9])
 redis.call('set', KEYS[2], ARGV[8])
 return {1, entry, ARGV[3], 1}
 """
+
+
+@functools.cache
+def _claiming(claim: str, keys: int, args: int) -> str:
+    """`_CREATE` after the thread's claim (`OwnedBy`): the claim's keys follow the script's 7,
+    its arguments the script's 10."""
+    key_list = ", ".join(f"KEYS[{8 + i}]" for i in range(keys))
+    arg_list = ", ".join(f"ARGV[{11 + i}]" for i in range(args))
+    return f"{claim}claim({{{key_list}}}, {{{arg_list}}})\n{_CREATE}"
+
 
 # Nothing while another worker holds the lease ({0}). Otherwise acknowledged and released; then,
 # unless the run was deleted ({1}), its events (ARGV[9...]: id or '*', name, data, last) and its
