@@ -18,7 +18,8 @@ _pending: set[asyncio.Task[None]] = set()
 
 class RunEvents:
     """The run's events after `after` (an event id; "0": from the start), up to its last, as an
-    async iterator. With `cancel_on_close`, closing it before the end cancels the run."""
+    async iterator; with `last_only`, that last one alone (its outcome: a `wait`, a `join`).
+    With `cancel_on_close`, closing it before the end cancels the run."""
 
     def __init__(
         self,
@@ -26,10 +27,11 @@ class RunEvents:
         run_id: str,
         after: str = "0",
         cancel_on_close: bool = False,
+        last_only: bool = False,
     ) -> None:
         self._store = services.runs
         self.run_id = run_id
-        self._events = services.events.follow(run_id, after)
+        self._events = services.events.follow(run_id, after, last_only)
         self._cancel_on_close = cancel_on_close
         self._ended = False
 

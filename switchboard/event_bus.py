@@ -201,6 +201,8 @@ class _Follower:
     # follower has every event of it so far.
     local: bool = False
     done: bool = False  # it has the run's last event
+    # Wants only the last event (a `wait`): the others move its cursor without waking it.
+    last_only: bool = False
 
 
 @dataclass(slots=True)
@@ -234,10 +236,12 @@ class EventHub:
         self._checked = 0.0  # when followed runs were last checked for existence
         self._produced: dict[str, _Produced] = {}  # runs this process's worker executes
 
-    async def follow(self, run_id: str, after: str = "0") -> AsyncIterator[StoredEvent]:
-        """The run's events after the entry id `after`, up to and including its last; ends
-        early if the run (or its events) expired."""
-        follower = _Follower(after)
+    async def follow(
+        self, run_id: str, after: str = "0", last_only: bool = False
+    ) -> AsyncIterator[StoredEvent]:
+        """The run's events after the entry id `after`, up to and including its last (with
+        `last_only`, that one alone); ends early if the run (or its events) expired."""
+        follower = _Follower(after, last_only=last_only)
         self._followers.setdefault(run_id, set()).add(follower)
         metrics.ACTIVE_STREAMS.inc()
         try:
@@ -377,7 +381,8 @@ def _deliver(follower: _Follower, event: StoredEvent) -> None:
     if not follower.done and _position(event.id) > _position(follower.cursor):
         follower.cursor = event.id
         follower.done = event.last
-        follower.queue.put_nowait(event)
+        if event.last or not follower.last_only:
+            follower.queue.put_nowait(event)
 
 
 def _stored(entry_id: str, fields: dict[Any, Any]) -> StoredEvent:

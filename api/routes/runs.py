@@ -156,7 +156,8 @@ def _event_names(modes: list[str]) -> set[str]:
 
 
 async def _outcome(run: RunEvents) -> dict[str, Any]:
-    """The run's final values, as `/wait` and `/join` answer; a failure as `__error__`."""
+    """The run's final values, as `/wait` and `/join` answer (from its last event: `run` is
+    made `last_only`); a failure as `__error__`."""
     summary: dict[str, Any] = {}
     try:
         async for event in run:
@@ -207,7 +208,12 @@ async def _waited(
     trace: TraceRef,
 ) -> JSONResponse:
     record = await _create(services, caller, thread_id, body, key, trace)
-    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
+    run = RunEvents(
+        services,
+        record.run_id,
+        cancel_on_close=body.on_disconnect == "cancel",
+        last_only=True,
+    )
     headers = _locations(record, thread_id is None)
     headers["Location"] = f"/threads/{record.thread_id}/runs/{record.run_id}/join"
     return JSONResponse(await _outcome(run), headers=headers)
@@ -338,7 +344,7 @@ async def join_run(
     thread_id: str, run_id: str, services: ServicesDep, tenant: TenantDep
 ) -> dict[str, Any]:
     record = await _run(services, tenant, thread_id, run_id)
-    return await _outcome(RunEvents(services, record.run_id))
+    return await _outcome(RunEvents(services, record.run_id, last_only=True))
 
 
 @router.get(
@@ -393,7 +399,7 @@ async def cancel_run(
         raise NotFound(f"run {run_id!r} has already finished", param="run_id")
     await services.runs.request_cancel(run_id, action)  # type: ignore[arg-type]
     if wait:
-        return JSONResponse(await _outcome(RunEvents(services, run_id)))
+        return JSONResponse(await _outcome(RunEvents(services, run_id, last_only=True)))
     return Response(status_code=202)
 
 

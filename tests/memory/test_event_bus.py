@@ -156,3 +156,35 @@ async def test_an_event_refused_by_redis_fails_only_its_own_run(store: RunStore)
         writer.close(lost)
         writer.close(fine)
         await hub.close()
+
+
+async def test_a_follower_of_the_outcome_alone_is_handed_only_the_last_event(
+    store: RunStore,
+) -> None:
+    """A `wait` or a `join` follows a run for its outcome: the run's other events move its place
+    without waking it, whether they come from this process's worker or from Redis."""
+    hub = EventHub(store.redis, store)
+    here = EventWriter(store, hub, delay_ms=DELAY_MS)
+    elsewhere = EventWriter(store)  # another worker process: read back from Redis
+    local, remote = await _run(store), await _run(store)
+    try:
+        here.open(local, fresh=True)
+        followers = [hub.follow(local, last_only=True), hub.follow(remote, last_only=True)]
+        firsts = [asyncio.ensure_future(_take(f, 1)) for f in followers]
+        await asyncio.sleep(0)  # the followers register
+        for writer, run_id in ((here, local), (elsewhere, remote)):
+            for n in range(3):
+                writer.append(run_id, "values", {"n": n})
+            writer.append(run_id, "end", {"status": "success"}, last=True)
+        handed = [await first for first in firsts]
+        await here.drain(local)
+        await elsewhere.drain(remote)
+        for follower in followers:
+            await follower.aclose()
+        for events in handed:
+            assert [(e.name, e.data, e.last) for e in events] == [
+                ("end", {"status": "success"}, True)
+            ]
+    finally:
+        here.close(local)
+        await hub.close()
