@@ -43,6 +43,7 @@ def make_worker(services: Services, name: str | None = None, in_api: bool = Fals
         services.settings.runtime,
         name,
         hub=services.events if in_api else None,
+        hold_saves=services.settings.redis.durability == "exit",
     )
 
 

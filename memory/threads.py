@@ -33,7 +33,7 @@ from ulid import ULID
 
 from switchboard import metrics
 from switchboard.errors import SwitchboardError
-from switchboard.runs import OwnedBy
+from switchboard.runs import HELD_SAVES, CheckpointSave, OwnedBy
 
 REDIS_ERRORS = (RedisError, RedisVLError, OSError)
 # How long saving a checkpoint waits for a Redis that stopped answering.
@@ -115,6 +115,12 @@ class Checkpointer(AsyncRedisSaver):
         new_versions: ChannelVersions,
         stream_mode: str = "values",
     ) -> RunnableConfig:
+        # Cluster mode keeps upstream's writes: their keys may live on different nodes.
+        prepared = None if self.cluster_mode else self._save(config, checkpoint, metadata)
+        held = HELD_SAVES.get()
+        if prepared is not None and held is not None:
+            held.append(prepared[0])  # written with the run's end (see `HELD_SAVES`)
+            return prepared[1]
         # A run that ends while Redis is briefly away (a restart, a failover) waits for it to
         # come back rather than lose its answer; the writes are idempotent (the same keys).
         deadline = time.monotonic() + _SAVE_WAIT_S
@@ -122,23 +128,25 @@ class Checkpointer(AsyncRedisSaver):
         while True:
             try:
                 with metrics.timed("redis", "checkpoint_save"):
-                    if self.cluster_mode:  # its keys may live on different nodes
+                    if prepared is None:
                         return await super().aput(
                             config, checkpoint, metadata, new_versions, stream_mode
                         )
-                    return await self._put(config, checkpoint, metadata)
+                    await self._put(prepared[0])
+                    return prepared[1]
             except REDIS_ERRORS as exc:
                 if time.monotonic() + delay > deadline:
                     raise unavailable(exc) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    async def _put(
+    def _save(
         self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata
-    ) -> RunnableConfig:
-        """Upstream's `aput` in one round trip instead of three: the same document, latest
-        pointer and expiry (`tests/memory/test_checkpointer.py` compares the two), written by
-        one script. The checkpoint save is on every run's path, where each round trip shows."""
+    ) -> tuple[CheckpointSave, RunnableConfig]:
+        """What upstream's `aput` writes, as one save: the same document, latest pointer and
+        expiry (`tests/memory/test_checkpointer.py` compares the two); and the config `aput`
+        returns. Written by one script (`_put`, or with a run's end) instead of upstream's three
+        round trips: the checkpoint save is on every run's path, where each round trip shows."""
         configurable = dict(config["configurable"])
         run_id = configurable.pop("run_id", metadata.get("run_id"))
         thread_id = configurable.pop("thread_id")
@@ -174,23 +182,26 @@ class Checkpointer(AsyncRedisSaver):
         if "source" in metadata and "step" in metadata:  # top-level, for `alist`'s filters
             document["source"] = metadata["source"]
             document["step"] = metadata["step"]
-        key = self._make_redis_checkpoint_key_cached(thread_id, checkpoint_ns, checkpoint_id)
         ttl = self.ttl_config.get("default_ttl") if self.ttl_config else None
-        await self._redis.eval(
-            _PUT_CHECKPOINT,
-            2,
-            key,
-            self._make_redis_checkpoint_latest_key(thread_id, checkpoint_ns),
-            orjson.dumps(document),
-            int(ttl * 60) if ttl else 0,
+        save = CheckpointSave(
+            key=self._make_redis_checkpoint_key_cached(thread_id, checkpoint_ns, checkpoint_id),
+            latest_key=self._make_redis_checkpoint_latest_key(thread_id, checkpoint_ns),
+            document=orjson.dumps(document),
+            ttl_s=int(ttl * 60) if ttl else 0,
         )
-        return {
+        saved: RunnableConfig = {
             "configurable": {
                 "thread_id": thread_id,
                 "checkpoint_ns": checkpoint_ns,
                 "checkpoint_id": checkpoint_id,
             }
         }
+        return save, saved
+
+    async def _put(self, save: CheckpointSave) -> None:
+        await self._redis.eval(
+            _PUT_CHECKPOINT, 2, save.key, save.latest_key, save.document, save.ttl_s
+        )
 
     async def aput_writes(
         self,
@@ -200,12 +211,18 @@ class Checkpointer(AsyncRedisSaver):
         task_path: str = "",
     ) -> None:
         try:
+            held = HELD_SAVES.get()
+            if held:  # the writes belong to a checkpoint: it goes first, as upstream's would
+                for save in held:
+                    await self._put(save)
+                held.clear()
             await super().aput_writes(config, writes, task_id, task_path)
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from exc
 
 
-# A checkpoint's document, the thread's pointer to its latest checkpoint, and their expiry.
+# A checkpoint's document, the thread's pointer to its latest checkpoint, and their expiry
+# (`RunStore.finish` writes held saves the same way).
 _PUT_CHECKPOINT = """
 redis.call('JSON.SET', KEYS[1], '$', ARGV[1])
 redis.call('SET', KEYS[2], KEYS[1])

@@ -18,11 +18,13 @@ Keys (all under `switchboard:`):
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import time
 import uuid
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
@@ -44,6 +46,26 @@ QUEUE = f"{_PREFIX}runs:queue"
 GROUP = "workers"
 # Below the client's 5 s socket timeout, so a blocked read never looks like a dead socket.
 _BLOCK_MS = 2000
+# How long a run's end waits for a Redis that stopped answering (its answer is not lost).
+_FINISH_WAIT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSave:
+    """A checkpoint as the checkpointer writes it: its document (JSON), the thread's pointer to
+    its latest checkpoint, and their expiry (0: none)."""
+
+    key: str
+    latest_key: str
+    document: bytes
+    ttl_s: int
+
+
+# The checkpoint saves of the run executing in this context, held back to be written with its
+# end by `RunStore.finish`: one round trip fewer per run. The worker sets it (a list) for the
+# runs whose state is saved only at their end and read only after it (LangGraph runs, durability
+# `exit`); the checkpointer appends to it instead of writing, unless it must write at once.
+HELD_SAVES: ContextVar[list[CheckpointSave] | None] = ContextVar("held_saves", default=None)
 
 
 class QueueFull(SwitchboardError):
@@ -353,38 +375,55 @@ class RunStore:
         entry_id: str,
         worker: str,
         events: Sequence[tuple[str, bytes, bool, str | None]] = (),
+        saves: Sequence[CheckpointSave] = (),
     ) -> list[str] | None:
         """In one script, unless another worker holds the run's lease (None: it has the run
-        now and writes the rest): the run's remaining `events` ((name, JSON data, last, entry id
-        or None for Redis to assign)), its closing event (`summary`, JSON), its final state, the
-        next run on its thread let go, its queue entry acknowledged and its lease released — so
-        a crash never leaves one without the others. A run deleted meanwhile (its thread
-        forgotten) is not brought back. Returns the ids of the events written, the closing
-        one last ([]: the run was deleted)."""
+        now and writes the rest): the run's held checkpoint `saves`, its remaining `events`
+        ((name, JSON data, last, entry id or None for Redis to assign)), its closing event
+        (`summary`, JSON), its final state, the next run on its thread let go, its queue entry
+        acknowledged and its lease released — so a crash never leaves one without the others.
+        A run deleted meanwhile (its thread forgotten) is not brought back. Returns the ids of
+        the events written, the closing one last ([]: the run was deleted, or this end had
+        been written already). Waits up to `_FINISH_WAIT_S` for a Redis that does not answer:
+        sent again, the script finds its record written and does nothing more."""
         record.updated_at = time.time()
         flat: list[Any] = []
         for name, encoded, last, event_id in events:
             flat += [event_id or "*", name, encoded, "1" if last else "0"]
-        with metrics.timed("redis", "run_finish"):
-            reply: Any = await self.redis.eval(
-                _FINISH,
-                6,
-                self._run(record.run_id),
-                self._events(record.run_id),
-                self._active(record.thread_id),
-                self._thread_runs(record.thread_id),
-                QUEUE,
-                self._lease(record.run_id),
-                record.to_json(),
-                summary,
-                record.run_id,
-                self._retention_s,
-                self.settings.events_max_len,
-                entry_id,
-                worker,
-                len(events),
-                *flat,
-            )
+        keys = [
+            self._run(record.run_id),
+            self._events(record.run_id),
+            self._active(record.thread_id),
+            self._thread_runs(record.thread_id),
+            QUEUE,
+            self._lease(record.run_id),
+        ]
+        for save in saves:
+            keys += [save.key, save.latest_key]
+            flat += [save.document, save.ttl_s]
+        args = [
+            record.to_json(),
+            summary,
+            record.run_id,
+            self._retention_s,
+            self.settings.events_max_len,
+            entry_id,
+            worker,
+            len(events),
+            *flat,
+        ]
+        deadline = time.monotonic() + _FINISH_WAIT_S
+        delay = 0.1
+        while True:
+            try:
+                with metrics.timed("redis", "run_finish"):
+                    reply: Any = await self.redis.eval(_FINISH, len(keys), *keys, *args)
+                break
+            except (RedisError, OSError):
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
         if reply[0] == 0:
             return None
         return [as_text(i) for i in reply[1:]]
@@ -578,7 +617,9 @@ def _claiming(claim: str, keys: int, args: int) -> str:
 
 
 # Nothing while another worker holds the lease ({0}). Otherwise acknowledged and released; then,
-# unless the run was deleted ({1}), its events (ARGV[9...]: id or '*', name, data, last) and its
+# unless the run was deleted or its record is already this one (a retry after a lost reply: {1}),
+# its held checkpoint saves written (KEYS[7...]: document and latest pointer; after the events'
+# arguments: document, expiry), its events (ARGV[9...]: id or '*', name, data, last) and its
 # closing one appended and its record saved ({1, ids..., closing id}). An id that is not past the
 # Stream's last (a worker that held the run before wrote later ones) becomes '*'.
 _FINISH = """
@@ -589,8 +630,19 @@ end
 redis.call('xack', KEYS[5], 'workers', ARGV[6])
 redis.call('xdel', KEYS[5], ARGV[6])
 redis.call('del', KEYS[6])
-if redis.call('exists', KEYS[1]) == 0 then
+local record = redis.call('get', KEYS[1])
+if not record or record == ARGV[1] then
   return {1}
+end
+local saves = 9 + 4 * tonumber(ARGV[8])
+for k = 7, #KEYS, 2 do
+  redis.call('JSON.SET', KEYS[k], '$', ARGV[saves + k - 7])
+  redis.call('SET', KEYS[k + 1], KEYS[k])
+  local ttl = tonumber(ARGV[saves + k - 6])
+  if ttl > 0 then
+    redis.call('EXPIRE', KEYS[k], ttl)
+    redis.call('EXPIRE', KEYS[k + 1], ttl)
+  end
 end
 local written = {1}
 for i = 9, 8 + 4 * tonumber(ARGV[8]), 4 do

@@ -31,7 +31,9 @@ import httpx
 from switchboard import logs, metrics
 from switchboard.event_bus import EventHub, EventWriter
 from switchboard.runs import (
+    HELD_SAVES,
     CancelAction,
+    CheckpointSave,
     OwnedBy,
     RunRecord,
     RunStatus,
@@ -112,10 +114,14 @@ class Worker:
         settings: RuntimeSettings,
         name: str | None = None,
         hub: EventHub | None = None,
+        hold_saves: bool = False,
     ) -> None:
         """`hub`: this process's event hub, when the worker runs inside an API process — the
-        runs' events then reach its followers without a read from Redis."""
+        runs' events then reach its followers without a read from Redis. `hold_saves`: the
+        checkpoints of LangGraph runs are saved only at their end (durability `exit`), so they
+        can go with it (`HELD_SAVES`)."""
         self._store = store
+        self._hold_saves = hold_saves
         self._execute = execute
         self._rollback = rollback
         self._forget_thread = forget_thread
@@ -302,6 +308,13 @@ class Worker:
         and released its lease (`RunStore.finish`)."""
         running = self._running[record.run_id]
         outcome = Outcome("interrupted")
+        # Not a chat run's: its `end` reaches the client before the run finishes, and the
+        # client's next look at the thread must find the turn saved. Nor a stateless run's:
+        # its thread is forgotten when it ends. (This task is the run's alone.)
+        held: list[CheckpointSave] | None = None
+        if self._hold_saves and record.kind == "langgraph" and not record.stateless:
+            held = []
+        HELD_SAVES.set(held)
         if record.attempt >= _MAX_ATTEMPTS and running.cancel is None:
             # Started that many times and never finished: it is what kills its workers.
             error = {
@@ -348,6 +361,7 @@ class Worker:
             entry_id,
             self.name,
             [(e.name, e.encoded, e.last, e.entry_id) for e in rest],
+            held or (),
         )
         if written is None:
             log.warning("worker %s lost run %s to another worker", self.name, record.run_id)
