@@ -79,10 +79,16 @@ async def get_admin(caller: CallerDep) -> Caller:
 AdminDep = Annotated[Caller, Depends(get_admin)]
 
 
-async def admit_run(request: Request, caller: CallerDep) -> None:
-    """A request that starts a run: refused while the caller's token budget is overdrawn."""
+async def admit_run(request: Request, caller: CallerDep) -> Caller:
+    """The caller of a request that starts a run: refused while its token budget is
+    overdrawn. (A route takes it instead of `CallerDep`, not beside it: FastAPI validates a
+    dependency's headers again at each place it is declared.)"""
     if caller.subject is not None:
         await _services(request).limiter.check_tokens(caller.subject)
+    return caller
+
+
+RunCallerDep = Annotated[Caller, Depends(admit_run)]
 
 
 class StreamSlot:

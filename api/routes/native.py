@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from api.deps import CallerDep, ServicesDep, StreamSlotDep, TraceDep, admit_run
+from api.deps import RunCallerDep, ServicesDep, StreamSlotDep, TraceDep
 from api.openapi import errors
 from api.schemas import NativeRunRequest
 from api.sse import sse_response
@@ -21,13 +21,12 @@ router = APIRouter(prefix="/v1", tags=["native"])
 @router.post(
     "/chat/stream",
     response_class=StreamingResponse,
-    dependencies=[Depends(admit_run)],
     responses={200: {"content": {"text/event-stream": {}}}, **errors(404)},  # 404: workflow
 )
 async def chat_stream(
     body: NativeRunRequest,
     services: ServicesDep,
-    caller: CallerDep,
+    caller: RunCallerDep,
     slot: StreamSlotDep,
     trace: TraceDep,
 ) -> StreamingResponse:

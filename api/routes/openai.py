@@ -13,10 +13,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import CallerDep, ServicesDep, StreamSlotDep, TraceDep, admit_run
+from api.deps import RunCallerDep, ServicesDep, StreamSlotDep, TraceDep
 from api.openapi import errors
 from api.schemas import ChatCompletionRequest
 from api.sse import sse_response
@@ -44,7 +44,6 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
 @router.post(
     "/chat/completions",
     response_model=None,
-    dependencies=[Depends(admit_run)],
     # JSON, or with `stream` an SSE stream; before its first token a turn fails with its
     # own status: an unknown model, or the backends failing, timing out or refusing.
     responses={200: {"content": {"text/event-stream": {}}}, **errors(404, 502, 504)},
@@ -52,7 +51,7 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
 async def chat_completions(
     body: ChatCompletionRequest,
     services: ServicesDep,
-    caller: CallerDep,
+    caller: RunCallerDep,
     slot: StreamSlotDep,
     trace: TraceDep,
 ) -> Response:

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.auth import Caller
-from api.deps import CallerDep, ServicesDep, StreamSlotDep, TenantDep, TraceDep, admit_run
+from api.deps import RunCallerDep, ServicesDep, StreamSlotDep, TenantDep, TraceDep
 from api.langgraph_schemas import STREAM_MODES, RunCreate
 from api.limits import LimitExceeded, check_max_tokens, check_messages, check_metadata
 from api.openapi import errors
@@ -225,12 +225,12 @@ _BUSY = errors(409)
 
 
 # Runs on a thread.
-@router.post("/threads/{thread_id}/runs", responses=_BUSY, dependencies=[Depends(admit_run)])
+@router.post("/threads/{thread_id}/runs", responses=_BUSY)
 async def create_run(
     thread_id: str,
     body: RunCreate,
     services: ServicesDep,
-    caller: CallerDep,
+    caller: RunCallerDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -241,13 +241,12 @@ async def create_run(
     "/threads/{thread_id}/runs/stream",
     response_class=StreamingResponse,
     responses={**_SSE, **_BUSY},
-    dependencies=[Depends(admit_run)],
 )
 async def stream_run(
     thread_id: str,
     body: RunCreate,
     services: ServicesDep,
-    caller: CallerDep,
+    caller: RunCallerDep,
     slot: StreamSlotDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
@@ -256,12 +255,12 @@ async def stream_run(
     return await _streamed(services, caller, thread_id, body, idempotency_key, trace)
 
 
-@router.post("/threads/{thread_id}/runs/wait", responses=_BUSY, dependencies=[Depends(admit_run)])
+@router.post("/threads/{thread_id}/runs/wait", responses=_BUSY)
 async def wait_run(
     thread_id: str,
     body: RunCreate,
     services: ServicesDep,
-    caller: CallerDep,
+    caller: RunCallerDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -269,11 +268,11 @@ async def wait_run(
 
 
 # Stateless runs: a thread of their own, forgotten when they end (`on_completion: keep` keeps it).
-@router.post("/runs", dependencies=[Depends(admit_run)])
+@router.post("/runs")
 async def create_stateless_run(
     body: RunCreate,
     services: ServicesDep,
-    caller: CallerDep,
+    caller: RunCallerDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -284,12 +283,11 @@ async def create_stateless_run(
     "/runs/stream",
     response_class=StreamingResponse,
     responses=_SSE,
-    dependencies=[Depends(admit_run)],
 )
 async def stream_stateless_run(
     body: RunCreate,
     services: ServicesDep,
-    caller: CallerDep,
+    caller: RunCallerDep,
     slot: StreamSlotDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
@@ -298,11 +296,11 @@ async def stream_stateless_run(
     return await _streamed(services, caller, None, body, idempotency_key, trace)
 
 
-@router.post("/runs/wait", dependencies=[Depends(admit_run)])
+@router.post("/runs/wait")
 async def wait_stateless_run(
     body: RunCreate,
     services: ServicesDep,
-    caller: CallerDep,
+    caller: RunCallerDep,
     trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
