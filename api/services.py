@@ -300,7 +300,7 @@ async def _open_memory(
     memory = Memory(
         redis=redis,
         checkpointer=checkpointer,
-        threads=ThreadRegistry(redis, thread_ttl),
+        threads=ThreadRegistry(redis, thread_ttl, checkpointer.state_key),
         long_term=long_term,
         store=store,
     )

@@ -33,7 +33,7 @@ from ulid import ULID
 
 from switchboard import metrics
 from switchboard.errors import SwitchboardError
-from switchboard.runs import HELD_SAVES, CheckpointSave, OwnedBy
+from switchboard.runs import FRESH_THREADS, HELD_SAVES, CheckpointSave, OwnedBy
 
 REDIS_ERRORS = (RedisError, RedisVLError, OSError)
 # How long saving a checkpoint waits for a Redis that stopped answering.
@@ -100,7 +100,21 @@ class Checkpointer(AsyncRedisSaver):
             return [self._recursive_deserialize(v) for v in obj]
         return super()._recursive_deserialize(obj)
 
+    def state_key(self, thread_id: str) -> str:
+        """The thread's pointer to its latest checkpoint: it exists once the thread has state."""
+        return self._make_redis_checkpoint_latest_key(thread_id, "")
+
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        configurable = config.get("configurable", {})
+        fresh = FRESH_THREADS.get()
+        if (
+            fresh
+            and configurable.get("thread_id") in fresh
+            and not configurable.get("checkpoint_ns")
+            and not configurable.get("checkpoint_id")
+        ):
+            fresh.discard(configurable["thread_id"])  # once: what the run saves is read back
+            return None
         try:
             with metrics.timed("redis", "checkpoint_load"):
                 return await super().aget_tuple(config)
@@ -115,6 +129,9 @@ class Checkpointer(AsyncRedisSaver):
         new_versions: ChannelVersions,
         stream_mode: str = "values",
     ) -> RunnableConfig:
+        fresh = FRESH_THREADS.get()
+        if fresh:
+            fresh.discard(config["configurable"]["thread_id"])
         # Cluster mode keeps upstream's writes: their keys may live on different nodes.
         prepared = None if self.cluster_mode else self._save(config, checkpoint, metadata)
         held = HELD_SAVES.get()
@@ -245,9 +262,17 @@ class ThreadOwner:
 
 
 class ThreadRegistry:
-    def __init__(self, redis: Redis, ttl_minutes: int | None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        ttl_minutes: int | None,
+        state_key: Callable[[str], str] | None = None,
+    ) -> None:
+        """`state_key`: a thread's pointer to its saved state (`Checkpointer.state_key`), for
+        the script that queues a run to report whether it exists (`OwnedBy.state_key`)."""
         self._redis = redis
         self._ttl = ttl_minutes * 60 if ttl_minutes else None
+        self._state_key = state_key
 
     @staticmethod
     def _key(thread_id: str) -> str:
@@ -325,7 +350,8 @@ class ThreadRegistry:
         """The claim of `claim`, for the script that queues the turn's run to make first and
         check (one script for both: `RunStore.create`)."""
         keys, args = self._claim_keys_args(thread_id, tenant, user, workflow, create)
-        return OwnedBy(self._key(thread_id), tenant, _CLAIM_FUNCTION, keys, args)
+        state_key = self._state_key(thread_id) if self._state_key else None
+        return OwnedBy(self._key(thread_id), tenant, _CLAIM_FUNCTION, keys, args, state_key)
 
     def _claim_keys_args(
         self, thread_id: str, tenant: str, user: str | None, workflow: str, create: bool

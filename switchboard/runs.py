@@ -67,6 +67,11 @@ class CheckpointSave:
 # `exit`); the checkpointer appends to it instead of writing, unless it must write at once.
 HELD_SAVES: ContextVar[list[CheckpointSave] | None] = ContextVar("held_saves", default=None)
 
+# The thread of the run executing in this context, when the script that started it found no
+# saved state on it: first on its thread, nothing can save there before the run loads, so the
+# checkpointer answers that load without a round trip (once; a save ends it). Set by the worker.
+FRESH_THREADS: ContextVar[set[str] | None] = ContextVar("fresh_threads", default=None)
+
 
 class QueueFull(SwitchboardError):
     status = 503
@@ -175,6 +180,9 @@ class OwnedBy:
     claim: str
     keys: tuple[str, ...]
     args: tuple[Any, ...]
+    # The thread's pointer to its saved state (the checkpointer's latest checkpoint), when
+    # known: a run that starts at once learns whether the thread has any (`Claim.fresh`).
+    state_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +194,8 @@ class Claim:
     entry_id: str
     run_id: str
     record: RunRecord | None
+    # The started run's thread had no saved state (see `FRESH_THREADS`).
+    fresh: bool = False
 
 
 def as_text(value: Any) -> str:
@@ -261,13 +271,15 @@ class RunStore:
         # with one key make one run.
         key = self._idempotency(record.tenant, idempotency_key) if idempotency_key else ""
         running = replace(record, status="running", attempt=1, started_at=record.created_at)
-        script = _CREATE
+        script = _UNCLAIMED
+        claim_keys: tuple[str, ...] = ()
         if owner is not None:
-            script = _claiming(owner.claim, len(owner.keys), len(owner.args))
+            claim_keys = owner.keys + ((owner.state_key,) if owner.state_key else ())
+            script = _claiming(owner.claim, len(owner.keys), len(owner.args), bool(owner.state_key))
         with metrics.timed("redis", "run_create"):
             reply: Any = await self.redis.eval(
                 script,
-                7 + (len(owner.keys) if owner else 0),
+                7 + len(claim_keys),
                 QUEUE,
                 self._run(record.run_id),
                 self._thread_runs(record.thread_id),
@@ -275,7 +287,7 @@ class RunStore:
                 key or f"{_PREFIX}idempotency:-",
                 self._lease(record.run_id),
                 owner.key if owner else f"{_PREFIX}thread:-",
-                *(owner.keys if owner else ()),
+                *claim_keys,
                 self.settings.max_queued,
                 record.to_json(),
                 record.run_id,
@@ -299,8 +311,8 @@ class RunStore:
         if len(reply) == 1:
             return record, None
         entry_id, run_id = as_text(reply[1]), as_text(reply[2])
-        if len(reply) == 4:  # started
-            return running, Claim(entry_id, run_id, running)
+        if len(reply) >= 4:  # started
+            return running, Claim(entry_id, run_id, running, fresh=reply[4:] == [0])
         return record, Claim(entry_id, run_id, None)
 
     async def idempotent(self, tenant: str, key: str) -> RunRecord | None:
@@ -567,7 +579,9 @@ class RunStore:
 # once ({1}). With an idempotency key (ARGV[5] > 0): the run the key made, if it still exists,
 # instead ({2, run id}). With a worker (ARGV[7]): the oldest undelivered entry is delivered to it
 # ({1, entry id, run id}) — this run's, unless others wait — and this run, when it is first on its
-# thread, starts: the worker's lease and the running record (ARGV[8]) ({1, entry id, run id, 1}).
+# thread, starts: the worker's lease and the running record (ARGV[8]) ({1, entry id, run id, 1});
+# with the thread's state key (STATE_KEY, defined before), whether the thread has saved state
+# ({1, entry id, run id, 1, 0 or 1}).
 _CREATE = """
 if ARGV[10] ~= '' and redis.call('hget', KEYS[7], 'tenant') ~= ARGV[10] then
   return {3}
@@ -603,17 +617,25 @@ if claimed[1] ~= entry or redis.call('zrange', KEYS[4], 0, 0)[1] ~= ARGV[3] then
 end
 redis.call('set', KEYS[6], ARGV[7], 'PX', ARGV[9])
 redis.call('set', KEYS[2], ARGV[8])
+if STATE_KEY then
+  return {1, entry, ARGV[3], 1, redis.call('exists', STATE_KEY)}
+end
 return {1, entry, ARGV[3], 1}
 """
 
 
+_UNCLAIMED = f"local STATE_KEY = false\n{_CREATE}"
+
+
 @functools.cache
-def _claiming(claim: str, keys: int, args: int) -> str:
+def _claiming(claim: str, keys: int, args: int, state_key: bool) -> str:
     """`_CREATE` after the thread's claim (`OwnedBy`): the claim's keys follow the script's 7,
-    its arguments the script's 10."""
+    its arguments the script's 10; then the thread's state key, when given (a started run is
+    told whether it exists)."""
     key_list = ", ".join(f"KEYS[{8 + i}]" for i in range(keys))
     arg_list = ", ".join(f"ARGV[{11 + i}]" for i in range(args))
-    return f"{claim}claim({{{key_list}}}, {{{arg_list}}})\n{_CREATE}"
+    state = f"KEYS[{8 + keys}]" if state_key else "false"
+    return f"{claim}claim({{{key_list}}}, {{{arg_list}}})\nlocal STATE_KEY = {state}\n{_CREATE}"
 
 
 # Nothing while another worker holds the lease ({0}). Otherwise acknowledged and released; then,

@@ -31,6 +31,7 @@ import httpx
 from switchboard import logs, metrics
 from switchboard.event_bus import EventHub, EventWriter
 from switchboard.runs import (
+    FRESH_THREADS,
     HELD_SAVES,
     CancelAction,
     CheckpointSave,
@@ -94,6 +95,7 @@ class _Running:
     ended: bool = False  # its outcome is known: a cancel now would only lose it
     executing: bool = False  # past its turn on the thread: its graph is running
     hand_back: bool = False  # stopped by a draining worker: queued again for another
+    fresh: bool = False  # started by `submit` on a thread with no saved state
 
 
 class _HandBack(Exception):
@@ -157,7 +159,7 @@ class Worker:
         if claim is None:
             self._slots.release()
         else:
-            self._start(claim.entry_id, claim.run_id, claim.record)
+            self._start(claim.entry_id, claim.run_id, claim.record, claim.fresh)
         return created
 
     async def run(self) -> None:
@@ -237,15 +239,18 @@ class Worker:
                 log.warning("worker %s waits for Redis: %s", self.name, exc)
                 await asyncio.sleep(1)
 
-    def _start(self, entry_id: str, run_id: str, started: RunRecord | None = None) -> None:
+    def _start(
+        self, entry_id: str, run_id: str, started: RunRecord | None = None, fresh: bool = False
+    ) -> None:
         """Execute the run in a slot already taken; `started`: its record, when `submit` has
-        started it (lease and all), else it is taken here."""
+        started it (lease and all), else it is taken here; `fresh`: its thread had no saved
+        state then."""
         if started is not None:
             # Its events reach this process's followers from the first one: the request that
             # made the run follows it at once, fed here without a wake-up read from Redis.
             self._writer.open(run_id, fresh=True)
         task = asyncio.create_task(self._guarded(entry_id, run_id, started), name=f"run {run_id}")
-        self._running[run_id] = _Running(entry_id, task)
+        self._running[run_id] = _Running(entry_id, task, fresh=fresh)
 
     async def _guarded(self, entry_id: str, run_id: str, started: RunRecord | None) -> None:
         try:
@@ -315,6 +320,7 @@ class Worker:
         if self._hold_saves and record.kind == "langgraph" and not record.stateless:
             held = []
         HELD_SAVES.set(held)
+        FRESH_THREADS.set({record.thread_id} if running.fresh else None)
         if record.attempt >= _MAX_ATTEMPTS and running.cancel is None:
             # Started that many times and never finished: it is what kills its workers.
             error = {

@@ -1,7 +1,9 @@
-"""A run's end (`RunStore.finish`) on the real Redis: the checkpoint saves held back while the
-run executed (`HELD_SAVES`) are written with it, as the checkpointer writes its own, and not when
-another worker has the run; and sent again after its reply was lost (a real connection cut by a
-proxy between the store and Redis), it writes nothing twice."""
+"""A run's start and end (`RunStore.create`, `RunStore.finish`) and the checkpointer, on the real
+Redis: the checkpoint saves held back while the run executed (`HELD_SAVES`) are written with its
+end, as the checkpointer writes its own, and not when another worker has the run; an end sent
+again after its reply was lost (a real connection cut by a proxy between the store and Redis)
+writes nothing twice; and a run started on a thread without saved state is told so
+(`FRESH_THREADS`)."""
 
 from __future__ import annotations
 
@@ -13,14 +15,24 @@ import pytest
 from langgraph.checkpoint.base import Checkpoint
 from redis.asyncio import Redis
 
-from memory.threads import Checkpointer
-from switchboard.runs import HELD_SAVES, CheckpointSave, RunRecord, RunStore, encode
+from memory.threads import Checkpointer, ThreadRegistry
+from switchboard.runs import (
+    FRESH_THREADS,
+    GROUP,
+    HELD_SAVES,
+    QUEUE,
+    CheckpointSave,
+    RunRecord,
+    RunStore,
+    encode,
+)
 from switchboard.settings import RuntimeSettings
+from switchboard.worker import worker_name
 from tests.memory.test_checkpointer import TTL, _checkpoint, _config, _stored
 
 METADATA = {"source": "loop", "step": 1, "parents": {}, "run_id": "r-1"}
 ENTRY = "0-1"  # the run's queue entry: none is queued (no worker of another test may take it)
-WORKER = "worker-here"
+WORKER = worker_name()
 
 
 @pytest.fixture
@@ -28,6 +40,8 @@ async def client(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     await RunStore(client, RuntimeSettings()).ensure_group()
     yield client
+    # Other suites on this Redis read the queue's consumers as their worker processes.
+    await client.xgroup_delconsumer(QUEUE, GROUP, WORKER)
     await client.aclose()
 
 
@@ -130,6 +144,7 @@ class _ReplyCutter:
         self._marker = marker
         self.cut = False
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -138,9 +153,14 @@ class _ReplyCutter:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()  # its connections' handlers have ended
+        for handler in self._handlers:
+            handler.cancel()  # each closes its two connections
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._redis_port)
         replies = asyncio.ensure_future(self._replies(up_reader, writer))
         try:
@@ -197,3 +217,34 @@ async def test_a_run_end_sent_again_after_its_reply_was_lost_writes_nothing_twic
     finally:
         await through.aclose()
         await cutter.close()
+
+
+async def test_a_run_started_on_a_thread_without_saved_state_loads_it_without_redis(
+    client: Redis,
+) -> None:
+    """The script that queues and starts a run reports whether its thread has saved state; on
+    a thread without any, the run's first load is answered here (once), and Redis is asked for
+    every later one."""
+    store = RunStore(client, RuntimeSettings())
+    saver = Checkpointer(redis_client=client, ttl=TTL)
+    await saver.asetup()
+    threads = ThreadRegistry(client, 60, saver.state_key)
+    new, used = f"t-{uuid.uuid4().hex}", f"t-{uuid.uuid4().hex}"
+    await saver.aput(_config(used), _checkpoint(None), METADATA, {})  # type: ignore[arg-type]
+
+    fresh: dict[str, bool] = {}
+    for thread_id in (new, used):
+        record = RunRecord(str(uuid.uuid4()), thread_id, "switchboard", "t", "langgraph", {})
+        owner = threads.owned_by(thread_id, "t", None, "switchboard")
+        _, claim = await store.create(record, worker=WORKER, owner=owner)
+        assert claim is not None and claim.record is not None  # started at once
+        await store.ack(claim.entry_id)
+        fresh[thread_id] = claim.fresh
+    assert fresh == {new: True, used: False}
+
+    token = FRESH_THREADS.set({used})  # as if it had none: the hint is taken on trust, once
+    try:
+        assert await saver.aget_tuple(_config(used)) is None
+        assert await saver.aget_tuple(_config(used)) is not None
+    finally:
+        FRESH_THREADS.reset(token)
