@@ -30,10 +30,7 @@ are taken and the comparison says so.
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import ExitStack
@@ -44,7 +41,7 @@ import uvloop
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from bench._servers import ROOT, running, scripted_args
+from bench._servers import ROOT, chat_env, running, scripted_args, service_args
 from graphs.router import RouterContext, build_router_graph
 from switchboard.llm import LLMPool
 from switchboard.processes import free_port
@@ -204,28 +201,7 @@ def _is_token(data: Any) -> bool:
 
 def _switchboard_args(backend_url: str) -> tuple[list[str], dict[str, str], str]:
     port = free_port()
-    entry = {
-        "name": "s",
-        "base_url": backend_url,
-        "models": {
-            r: r for r in ("router", "generator", "judge", "embeddings", "extractor", "crew")
-        },
-    }
-    env = {
-        "SWITCHBOARD_LLM__BACKENDS": json.dumps([entry]),
-        "SWITCHBOARD_SERVER__DATA_DIR": tempfile.mkdtemp(prefix="bench-runs-"),
-        "SWITCHBOARD_GRAPH__ENABLED": "false",
-        "SWITCHBOARD_CREW__ENABLED": "false",
-        "SWITCHBOARD_EMBEDDINGS__MODE": "backend",
-        "SWITCHBOARD_MEMORY__ENABLED": "false",
-        # As the peers: no authentication (issue 8 adds it; a cached key costs no round trip).
-        "SWITCHBOARD_AUTH__MODE": "off",
-    }
-    args = [
-        sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_environment",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-    ]  # fmt: skip
-    return args, env, f"http://127.0.0.1:{port}"
+    return service_args(port), chat_env(backend_url), f"http://127.0.0.1:{port}"
 
 
 def _peer_args(backend_url: str, idle_poll_ms: int | None) -> tuple[list[str], dict[str, str], str]:

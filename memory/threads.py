@@ -8,7 +8,6 @@ with the thread.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -33,7 +32,14 @@ from ulid import ULID
 
 from switchboard import metrics
 from switchboard.errors import SwitchboardError
-from switchboard.runs import FRESH_THREADS, HELD_SAVES, CheckpointSave, OwnedBy
+from switchboard.retrying import waiting_out
+from switchboard.runs import (
+    FRESH_THREADS,
+    HELD_SAVES,
+    SAVE_CHECKPOINT_FUNCTION,
+    CheckpointSave,
+    OwnedBy,
+)
 
 REDIS_ERRORS = (RedisError, RedisVLError, OSError)
 # How long saving a checkpoint waits for a Redis that stopped answering.
@@ -138,24 +144,23 @@ class Checkpointer(AsyncRedisSaver):
         if prepared is not None and held is not None:
             held.append(prepared[0])  # written with the run's end (see `HELD_SAVES`)
             return prepared[1]
+        upstream_put = super().aput
+
+        async def save() -> RunnableConfig:
+            with metrics.timed("redis", "checkpoint_save"):
+                if prepared is None:
+                    return await upstream_put(
+                        config, checkpoint, metadata, new_versions, stream_mode
+                    )
+                await self._put(prepared[0])
+                return prepared[1]
+
         # A run that ends while Redis is briefly away (a restart, a failover) waits for it to
         # come back rather than lose its answer; the writes are idempotent (the same keys).
-        deadline = time.monotonic() + _SAVE_WAIT_S
-        delay = 0.1
-        while True:
-            try:
-                with metrics.timed("redis", "checkpoint_save"):
-                    if prepared is None:
-                        return await super().aput(
-                            config, checkpoint, metadata, new_versions, stream_mode
-                        )
-                    await self._put(prepared[0])
-                    return prepared[1]
-            except REDIS_ERRORS as exc:
-                if time.monotonic() + delay > deadline:
-                    raise unavailable(exc) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        try:
+            return await waiting_out(save, REDIS_ERRORS, _SAVE_WAIT_S)
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
 
     def _save(
         self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata
@@ -238,17 +243,14 @@ class Checkpointer(AsyncRedisSaver):
             raise unavailable(exc) from exc
 
 
-# A checkpoint's document, the thread's pointer to its latest checkpoint, and their expiry
-# (`RunStore.finish` writes held saves the same way).
-_PUT_CHECKPOINT = """
-redis.call('JSON.SET', KEYS[1], '$', ARGV[1])
-redis.call('SET', KEYS[2], KEYS[1])
-if tonumber(ARGV[2]) > 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-end
+# One checkpoint saved (`Checkpointer._put`).
+_PUT_CHECKPOINT = (
+    SAVE_CHECKPOINT_FUNCTION
+    + """
+save_checkpoint(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
+)
 
 
 @dataclass(frozen=True, slots=True)

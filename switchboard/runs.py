@@ -18,7 +18,6 @@ Keys (all under `switchboard:`):
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import time
@@ -34,6 +33,7 @@ from redis.exceptions import RedisError
 
 from switchboard import metrics
 from switchboard.errors import NotFound, SwitchboardError
+from switchboard.retrying import waiting_out
 from switchboard.settings import RuntimeSettings
 
 RunStatus = Literal["pending", "running", "success", "error", "interrupted", "timeout"]
@@ -60,6 +60,19 @@ class CheckpointSave:
     document: bytes
     ttl_s: int
 
+
+# How a checkpoint is written (`CheckpointSave`), as a Lua function for the scripts that save one
+# (the checkpointer's own, `RunStore.finish`'s).
+SAVE_CHECKPOINT_FUNCTION = """
+local function save_checkpoint(key, latest, document, ttl)
+redis.call('JSON.SET', key, '$', document)
+redis.call('SET', latest, key)
+if tonumber(ttl) > 0 then
+  redis.call('EXPIRE', key, ttl)
+  redis.call('EXPIRE', latest, ttl)
+end
+end
+"""
 
 # The checkpoint saves of the run executing in this context, held back to be written with its
 # end by `RunStore.finish`: one round trip fewer per run. The worker sets it (a list) for the
@@ -424,18 +437,12 @@ class RunStore:
             len(events),
             *flat,
         ]
-        deadline = time.monotonic() + _FINISH_WAIT_S
-        delay = 0.1
-        while True:
-            try:
-                with metrics.timed("redis", "run_finish"):
-                    reply: Any = await self.redis.eval(_FINISH, len(keys), *keys, *args)
-                break
-            except (RedisError, OSError):
-                if time.monotonic() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+
+        async def send() -> Any:
+            with metrics.timed("redis", "run_finish"):
+                return await self.redis.eval(_FINISH, len(keys), *keys, *args)
+
+        reply = await waiting_out(send, (RedisError, OSError), _FINISH_WAIT_S)
         if reply[0] == 0:
             return None
         return [as_text(i) for i in reply[1:]]
@@ -644,7 +651,9 @@ def _claiming(claim: str, keys: int, args: int, state_key: bool) -> str:
 # arguments: document, expiry), its events (ARGV[9...]: id or '*', name, data, last) and its
 # closing one appended and its record saved ({1, ids..., closing id}). An id that is not past the
 # Stream's last (a worker that held the run before wrote later ones) becomes '*'.
-_FINISH = """
+_FINISH = (
+    SAVE_CHECKPOINT_FUNCTION
+    + """
 local holder = redis.call('get', KEYS[6])
 if holder and holder ~= ARGV[7] then
   return {0}
@@ -658,13 +667,7 @@ if not record or record == ARGV[1] then
 end
 local saves = 9 + 4 * tonumber(ARGV[8])
 for k = 7, #KEYS, 2 do
-  redis.call('JSON.SET', KEYS[k], '$', ARGV[saves + k - 7])
-  redis.call('SET', KEYS[k + 1], KEYS[k])
-  local ttl = tonumber(ARGV[saves + k - 6])
-  if ttl > 0 then
-    redis.call('EXPIRE', KEYS[k], ttl)
-    redis.call('EXPIRE', KEYS[k + 1], ttl)
-  end
+  save_checkpoint(KEYS[k], KEYS[k + 1], ARGV[saves + k - 7], ARGV[saves + k - 6])
 end
 local written = {1}
 for i = 9, 8 + 4 * tonumber(ARGV[8]), 4 do
@@ -686,6 +689,7 @@ redis.call('expire', KEYS[2], ARGV[4])
 redis.call('expire', KEYS[4], ARGV[4])
 return written
 """
+)
 
 # Saved as started only at the head of its thread's unfinished runs.
 _START = """
