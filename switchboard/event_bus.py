@@ -67,6 +67,11 @@ class EventWriter:
         self._hub = hub
         self._delay_s = delay_ms / 1000 if hub is not None else 0.0
         self._pending: list[_Pending] = []
+        # When the oldest event now pending was appended (monotonic): a batch is written
+        # `delay_ms` after it, not after an earlier event that a run's end took out meanwhile
+        # (`take_rest`) — that would send the next run's first events early, a round trip
+        # its end would have carried.
+        self._oldest = 0.0
         self._ids: dict[str, list[int]] = {}  # run -> [start ms, last sequence number]
         self._hurry = asyncio.Event()  # write now: a drain, or an event without an id waits
         self._flusher: asyncio.Task[None] | None = None
@@ -99,6 +104,8 @@ class EventWriter:
             self._hub.publish(run_id, StoredEvent(entry_id, name, data, encoded, last))
         else:
             self._hurry.set()
+        if not self._pending:
+            self._oldest = time.monotonic()
         self._pending.append(_Pending(run_id, name, data, encoded, last, entry_id))
         if self._flusher is None or self._flusher.done():
             # A context of its own: not the run that happened to start it (its trace, its ids
@@ -109,11 +116,16 @@ class EventWriter:
 
     async def _flush(self) -> None:
         while self._pending:
-            if self._delay_s and not self._hurry.is_set():
+            while self._delay_s and not self._hurry.is_set():
+                left = self._oldest + self._delay_s - time.monotonic()
+                if left <= 0:
+                    break
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._delay_s):
+                    async with asyncio.timeout(left):
                         await self._hurry.wait()
             self._hurry.clear()
+            if not self._pending:  # taken out by the runs' ends while waiting
+                break
             batch, self._pending = self._pending, []
             for event in batch:
                 self._in_flight[event.run_id] = self._in_flight.get(event.run_id, 0) + 1

@@ -188,3 +188,35 @@ async def test_a_follower_of_the_outcome_alone_is_handed_only_the_last_event(
     finally:
         here.close(local)
         await hub.close()
+
+
+async def test_a_batch_waits_its_delay_from_its_own_oldest_event(store: RunStore) -> None:
+    """A run's end takes its unwritten events out (`take_rest`, written with the end); the next
+    run's events then wait the full delay from the first of them, not from the taken ones: a
+    write sooner would be a round trip that the next run's end would have carried."""
+    hub = EventHub(store.redis, store)
+    writer = EventWriter(store, hub, delay_ms=DELAY_MS)
+    first, second = await _run(store), await _run(store)
+    try:
+        for run_id in (first, second):
+            writer.open(run_id, fresh=True)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        writer.append(first, "values", {"n": 0})
+        await asyncio.sleep(DELAY_MS / 4000)  # the first run goes on; its batch is waiting
+        assert len(await writer.take_rest(first)) == 1
+        await asyncio.sleep(started + DELAY_MS / 2000 - loop.time())
+        writer.append(second, "values", {"n": 1})
+        appended = loop.time()
+        # Past the first event's deadline, well before the second's.
+        await asyncio.sleep(started + DELAY_MS * 1.25 / 1000 - loop.time())
+        assert await _in_redis(store, second) == []
+        async with asyncio.timeout(5):
+            while not await _in_redis(store, second):
+                await asyncio.sleep(0.01)
+        assert loop.time() - appended >= DELAY_MS / 1000
+        assert await _in_redis(store, first) == []
+    finally:
+        for run_id in (first, second):
+            writer.close(run_id)
+        await hub.close()
