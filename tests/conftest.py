@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import openai
 import pytest
 
 from memory.neo4j_server import EmbeddedNeo4j
@@ -81,6 +82,23 @@ def service(backend: ScriptedBackend) -> Iterator[str]:
     """The service on the primary scripted backend, with default settings."""
     with running_service(make_settings(backend_entry("primary", backend))) as url:
         yield url
+
+
+@pytest.fixture
+def openai_client() -> Iterator[Callable[..., openai.OpenAI]]:
+    """Makes the official sync client for a service URL (`make(url, **options)`) and closes
+    each at the end of the test: a connection left to the garbage collector is a
+    ResourceWarning, which fails whichever test happens to be running when it is collected."""
+    made: list[openai.OpenAI] = []
+
+    def make(url: str, **options: Any) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", **options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
 
 
 @pytest.fixture(scope="session")

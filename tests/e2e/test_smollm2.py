@@ -3,7 +3,7 @@ service itself exactly as the embedded default does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,8 +50,10 @@ def test_native_stream_answers_with_the_real_model(local_service: str) -> None:
     assert output["usage"]["completion_tokens"] == len(tokens)
 
 
-def test_openai_client_streams_a_real_answer(local_service: str) -> None:
-    client = OpenAI(base_url=f"{local_service}/v1", api_key="unused", timeout=180)
+def test_openai_client_streams_a_real_answer(
+    local_service: str, openai_client: Callable[..., OpenAI]
+) -> None:
+    client = openai_client(local_service, timeout=180)
     stream = client.chat.completions.create(
         model="switchboard",
         messages=[{"role": "user", "content": "Name three colours."}],

@@ -4,6 +4,7 @@ after it, the circuit breaker, and cancellation of the backend request when the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -96,11 +97,11 @@ def test_mid_stream_silence_ends_with_an_error_after_the_idle_timeout(
 
 
 def test_openai_client_raises_on_a_mid_stream_drop(
-    backend: ScriptedBackend, spare: ScriptedBackend
+    backend: ScriptedBackend, spare: ScriptedBackend, openai_client: Callable[..., openai.OpenAI]
 ) -> None:
     backend.set_default(Reply(text="a b c d", failure="drop", fail_after=2), model="generator")
     with _two_backends(backend, spare) as url:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
+        client = openai_client(url)
         stream = client.chat.completions.create(
             model="switchboard",
             messages=[{"role": "user", "content": "hi"}],
@@ -163,10 +164,10 @@ def test_client_disconnect_cancels_the_backend_request(
 
 
 def test_openai_stream_disconnect_cancels_the_backend_request(
-    service: str, backend: ScriptedBackend
+    service: str, backend: ScriptedBackend, openai_client: Callable[..., openai.OpenAI]
 ) -> None:
     backend.set_default(Reply(text="w " * 100, gap=0.05), model="generator")
-    client = openai.OpenAI(base_url=f"{service}/v1", api_key="unused")
+    client = openai_client(service)
     stream = client.chat.completions.create(
         model="switchboard",
         messages=[{"role": "user", "content": "hi"}],
@@ -183,7 +184,7 @@ def test_openai_stream_disconnect_cancels_the_backend_request(
     assert backend.cancellations and backend.cancellations[0] - closed_at < 1.0
 
 
-def test_backend_down_at_start_up() -> None:
+def test_backend_down_at_start_up(openai_client: Callable[..., openai.OpenAI]) -> None:
     dead = {"name": "dead", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
     with running_service(make_settings(dead)) as url:
         assert httpx.get(f"{url}/healthz").status_code == 200
@@ -197,7 +198,7 @@ def test_backend_down_at_start_up() -> None:
             error = response.json()["error"]
             assert error["code"] == "backend_unavailable"
             assert "dead" in error["message"]
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        client = openai_client(url, max_retries=0)
         with pytest.raises(openai.InternalServerError) as caught:
             client.chat.completions.create(
                 model="switchboard", messages=[{"role": "user", "content": "hi"}]

@@ -1,5 +1,7 @@
 """The official `openai` client, sync and async, streamed and not, against the service."""
 
+from collections.abc import Callable
+
 from openai import AsyncOpenAI, OpenAI
 
 from tests.backends import Reply, ScriptedBackend
@@ -11,14 +13,16 @@ def _script(backend: ScriptedBackend, answer: str, usage: bool = True) -> None:
     backend.set_default(Reply(text='{"score": 5}'), model="judge")
 
 
-def test_models_lists_each_workflow(service: str) -> None:
-    client = OpenAI(base_url=f"{service}/v1", api_key="unused")
+def test_models_lists_each_workflow(service: str, openai_client: Callable[..., OpenAI]) -> None:
+    client = openai_client(service)
     assert [m.id for m in client.models.list()] == ["switchboard", "research-crew"]
 
 
-def test_sync_non_streamed(service: str, backend: ScriptedBackend) -> None:
+def test_sync_non_streamed(
+    service: str, backend: ScriptedBackend, openai_client: Callable[..., OpenAI]
+) -> None:
     _script(backend, "Paris is the capital of France.")
-    client = OpenAI(base_url=f"{service}/v1", api_key="unused")
+    client = openai_client(service)
     reply = client.chat.completions.create(
         model="switchboard", messages=[{"role": "user", "content": "Capital of France?"}]
     )
@@ -28,9 +32,11 @@ def test_sync_non_streamed(service: str, backend: ScriptedBackend) -> None:
     assert reply.usage is not None and reply.usage.completion_tokens == 6
 
 
-def test_sync_streamed_one_chunk_per_token(service: str, backend: ScriptedBackend) -> None:
+def test_sync_streamed_one_chunk_per_token(
+    service: str, backend: ScriptedBackend, openai_client: Callable[..., OpenAI]
+) -> None:
     _script(backend, "One two three four five")
-    client = OpenAI(base_url=f"{service}/v1", api_key="unused")
+    client = openai_client(service)
     stream = client.chat.completions.create(
         model="switchboard",
         messages=[{"role": "user", "content": "Count"}],
@@ -52,9 +58,11 @@ def test_sync_streamed_one_chunk_per_token(service: str, backend: ScriptedBacken
     assert len({c.id for c in chunks}) == 1
 
 
-def test_usage_is_counted_when_the_backend_omits_it(service: str, backend: ScriptedBackend) -> None:
+def test_usage_is_counted_when_the_backend_omits_it(
+    service: str, backend: ScriptedBackend, openai_client: Callable[..., OpenAI]
+) -> None:
     _script(backend, "alpha beta gamma", usage=False)
-    client = OpenAI(base_url=f"{service}/v1", api_key="unused")
+    client = openai_client(service)
     stream = client.chat.completions.create(
         model="switchboard",
         messages=[{"role": "user", "content": "Greek letters please"}],
@@ -69,16 +77,19 @@ def test_usage_is_counted_when_the_backend_omits_it(service: str, backend: Scrip
 
 async def test_async_streamed_and_not(service: str, backend: ScriptedBackend) -> None:
     _script(backend, "Async works fine")
-    client = AsyncOpenAI(base_url=f"{service}/v1", api_key="unused")
-    reply = await client.chat.completions.create(
-        model="switchboard", messages=[{"role": "user", "content": "Does async work?"}]
-    )
-    assert reply.choices[0].message.content == "Async works fine"
-    stream = await client.chat.completions.create(
-        model="switchboard", messages=[{"role": "user", "content": "Does async work?"}], stream=True
-    )
-    pieces = [
-        c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content
-    ]
+    async with AsyncOpenAI(base_url=f"{service}/v1", api_key="unused") as client:
+        reply = await client.chat.completions.create(
+            model="switchboard", messages=[{"role": "user", "content": "Does async work?"}]
+        )
+        assert reply.choices[0].message.content == "Async works fine"
+        stream = await client.chat.completions.create(
+            model="switchboard",
+            messages=[{"role": "user", "content": "Does async work?"}],
+            stream=True,
+        )
+        pieces = [
+            c.choices[0].delta.content
+            async for c in stream
+            if c.choices and c.choices[0].delta.content
+        ]
     assert pieces == ["Async", " works", " fine"]
-    await client.close()
