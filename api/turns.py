@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from api.auth import Caller
+from api.deps import RunRequest
 from api.limits import check_max_tokens, check_messages
 from api.schemas import ChatMessageIn, SwitchboardOptions
 from api.services import Services
 from api.streams import RunEvents
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.runs import OwnedBy, RunRecord, new_run_id
-from switchboard.tracing import TraceRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +45,7 @@ class Turn:
 
 
 async def prepare_turn(
-    services: Services,
-    caller: Caller,
+    run_request: RunRequest,
     workflow: str,
     messages: Sequence[ChatMessageIn],
     options: SwitchboardOptions,
@@ -55,10 +53,10 @@ async def prepare_turn(
     max_tokens: int | None,
     temperature: float | None,
     allow_retry: bool,
-    trace: TraceRef,
 ) -> Turn:
     """Validate a turn, claim its thread for the tenant, and build its run; raise
     `InvalidRequest`/`NotFound`/`PayloadTooLarge`, or `MemoryUnavailable` when Redis is down."""
+    services, caller, trace = run_request.services, run_request.caller, run_request.trace
     tenant = caller.tenant
     settings = services.settings
     limits = settings.limits

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, get_caller
 from api.langgraph_schemas import RunInput, RunOptions
 from api.openapi import errors
 from api.services import Services
@@ -16,7 +16,8 @@ from graphs import WorkflowSpec
 from switchboard.errors import NotFound
 from switchboard.runs import assistant_uuid
 
-router = APIRouter(tags=["assistants"])
+# No route here reads its caller, but each needs one (401 without).
+router = APIRouter(tags=["assistants"], dependencies=[Depends(get_caller)])
 
 _CREATED = "2026-01-01T00:00:00+00:00"  # the workflows are built in, not created
 

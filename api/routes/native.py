@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from api.deps import RunCallerDep, ServicesDep, StreamSlotDep, TraceDep
+from api.deps import RunRequestDep, StreamSlotDep
 from api.openapi import errors
 from api.schemas import NativeRunRequest
 from api.sse import sse_response
@@ -25,25 +25,21 @@ router = APIRouter(prefix="/v1", tags=["native"])
 )
 async def chat_stream(
     body: NativeRunRequest,
-    services: ServicesDep,
-    caller: RunCallerDep,
+    run_request: RunRequestDep,
     slot: StreamSlotDep,
-    trace: TraceDep,
 ) -> StreamingResponse:
     turn = await prepare_turn(
-        services,
-        caller,
+        run_request,
         body.workflow,
         body.messages,
         body,
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         allow_retry=True,
-        trace=trace,
     )
     headers = turn.headers
-    await slot.take()
-    return sse_response(_frames(await turn.start(services)), headers)
+    await slot.take(run_request.caller)
+    return sse_response(_frames(await turn.start(run_request.services)), headers)
 
 
 async def _frames(run: RunEvents) -> AsyncIterator[bytes]:

@@ -13,10 +13,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import RunCallerDep, ServicesDep, StreamSlotDep, TraceDep
+from api.deps import RunRequestDep, ServicesDep, StreamSlotDep, get_caller
 from api.openapi import errors
 from api.schemas import ChatCompletionRequest
 from api.sse import sse_response
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 _STARTED = int(time.time())
 
 
-@router.get("/models")
+@router.get("/models", dependencies=[Depends(get_caller)])  # a caller, though unread
 async def list_models(services: ServicesDep) -> dict[str, Any]:
     """Each workflow is a model."""
     return {
@@ -50,14 +50,11 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
 )
 async def chat_completions(
     body: ChatCompletionRequest,
-    services: ServicesDep,
-    caller: RunCallerDep,
+    run_request: RunRequestDep,
     slot: StreamSlotDep,
-    trace: TraceDep,
 ) -> Response:
     turn = await prepare_turn(
-        services,
-        caller,
+        run_request,
         body.model,
         body.messages,
         body,
@@ -65,12 +62,11 @@ async def chat_completions(
         temperature=body.temperature,
         # Streamed tokens cannot be taken back, so a streamed turn is graded but not retried.
         allow_retry=not body.stream,
-        trace=trace,
     )
     headers = turn.headers
     if body.stream:
-        await slot.take()
-    run = await turn.start(services)
+        await slot.take(run_request.caller)
+    run = await turn.start(run_request.services)
     if not body.stream:
         return await _complete(turn, run, body.model, headers)
     include_usage = body.stream_options is not None and body.stream_options.include_usage

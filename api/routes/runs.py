@@ -18,8 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from api.auth import Caller
-from api.deps import RunCallerDep, ServicesDep, StreamSlotDep, TenantDep, TraceDep
+from api.deps import CallerDep, RunRequest, RunRequestDep, ServicesDep, StreamSlotDep, TenantDep
 from api.langgraph_schemas import STREAM_MODES, RunCreate
 from api.limits import LimitExceeded, check_max_tokens, check_messages, check_metadata
 from api.openapi import errors
@@ -29,7 +28,6 @@ from api.sse import sse_response
 from api.streams import RunEvents
 from switchboard.errors import InvalidRequest, NotFound, SwitchboardError
 from switchboard.runs import RunRecord, StoredEvent, new_run_id
-from switchboard.tracing import TraceRef
 from switchboard.webhooks import check_webhook
 from switchboard.worker import public_run
 
@@ -46,13 +44,9 @@ class ThreadBusy(SwitchboardError):
 
 
 async def _create(
-    services: Services,
-    caller: Caller,
-    thread_id: str | None,
-    body: RunCreate,
-    idempotency_key: str | None,
-    trace: TraceRef,
+    run_request: RunRequest, thread_id: str | None, body: RunCreate, idempotency_key: str | None
 ) -> RunRecord:
+    services, caller, trace = run_request.services, run_request.caller, run_request.trace
     tenant = caller.tenant
     spec = find_workflow(services, body.assistant_id)
     if idempotency_key is not None:
@@ -175,48 +169,35 @@ async def _outcome(run: RunEvents) -> dict[str, Any]:
 
 
 async def _created(
-    services: Services,
-    caller: Caller,
-    thread_id: str | None,
-    body: RunCreate,
-    key: str | None,
-    trace: TraceRef,
+    run_request: RunRequest, thread_id: str | None, body: RunCreate, key: str | None
 ) -> JSONResponse:
-    record = await _create(services, caller, thread_id, body, key, trace)
+    record = await _create(run_request, thread_id, body, key)
     return JSONResponse(public_run(record), headers=_locations(record, thread_id is None))
 
 
 async def _streamed(
-    services: Services,
-    caller: Caller,
-    thread_id: str | None,
-    body: RunCreate,
-    key: str | None,
-    trace: TraceRef,
+    run_request: RunRequest, thread_id: str | None, body: RunCreate, key: str | None
 ) -> StreamingResponse:
-    record = await _create(services, caller, thread_id, body, key, trace)
-    run = RunEvents(services, record.run_id, cancel_on_close=body.on_disconnect == "cancel")
-    return sse_response(_stream(run, None), _locations(record, thread_id is None))
+    record = await _create(run_request, thread_id, body, key)
+    events = RunEvents(
+        run_request.services, record.run_id, cancel_on_close=body.on_disconnect == "cancel"
+    )
+    return sse_response(_stream(events, None), _locations(record, thread_id is None))
 
 
 async def _waited(
-    services: Services,
-    caller: Caller,
-    thread_id: str | None,
-    body: RunCreate,
-    key: str | None,
-    trace: TraceRef,
+    run_request: RunRequest, thread_id: str | None, body: RunCreate, key: str | None
 ) -> JSONResponse:
-    record = await _create(services, caller, thread_id, body, key, trace)
-    run = RunEvents(
-        services,
+    record = await _create(run_request, thread_id, body, key)
+    events = RunEvents(
+        run_request.services,
         record.run_id,
         cancel_on_close=body.on_disconnect == "cancel",
         last_only=True,
     )
     headers = _locations(record, thread_id is None)
     headers["Location"] = f"/threads/{record.thread_id}/runs/{record.run_id}/join"
-    return JSONResponse(await _outcome(run), headers=headers)
+    return JSONResponse(await _outcome(events), headers=headers)
 
 
 _SSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
@@ -229,12 +210,10 @@ _BUSY = errors(409)
 async def create_run(
     thread_id: str,
     body: RunCreate,
-    services: ServicesDep,
-    caller: RunCallerDep,
-    trace: TraceDep,
+    run_request: RunRequestDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _created(services, caller, thread_id, body, idempotency_key, trace)
+    return await _created(run_request, thread_id, body, idempotency_key)
 
 
 @router.post(
@@ -245,38 +224,32 @@ async def create_run(
 async def stream_run(
     thread_id: str,
     body: RunCreate,
-    services: ServicesDep,
-    caller: RunCallerDep,
+    run_request: RunRequestDep,
     slot: StreamSlotDep,
-    trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
-    await slot.take()
-    return await _streamed(services, caller, thread_id, body, idempotency_key, trace)
+    await slot.take(run_request.caller)
+    return await _streamed(run_request, thread_id, body, idempotency_key)
 
 
 @router.post("/threads/{thread_id}/runs/wait", responses=_BUSY)
 async def wait_run(
     thread_id: str,
     body: RunCreate,
-    services: ServicesDep,
-    caller: RunCallerDep,
-    trace: TraceDep,
+    run_request: RunRequestDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _waited(services, caller, thread_id, body, idempotency_key, trace)
+    return await _waited(run_request, thread_id, body, idempotency_key)
 
 
 # Stateless runs: a thread of their own, forgotten when they end (`on_completion: keep` keeps it).
 @router.post("/runs")
 async def create_stateless_run(
     body: RunCreate,
-    services: ServicesDep,
-    caller: RunCallerDep,
-    trace: TraceDep,
+    run_request: RunRequestDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _created(services, caller, None, body, idempotency_key, trace)
+    return await _created(run_request, None, body, idempotency_key)
 
 
 @router.post(
@@ -286,25 +259,21 @@ async def create_stateless_run(
 )
 async def stream_stateless_run(
     body: RunCreate,
-    services: ServicesDep,
-    caller: RunCallerDep,
+    run_request: RunRequestDep,
     slot: StreamSlotDep,
-    trace: TraceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
-    await slot.take()
-    return await _streamed(services, caller, None, body, idempotency_key, trace)
+    await slot.take(run_request.caller)
+    return await _streamed(run_request, None, body, idempotency_key)
 
 
 @router.post("/runs/wait")
 async def wait_stateless_run(
     body: RunCreate,
-    services: ServicesDep,
-    caller: RunCallerDep,
-    trace: TraceDep,
+    run_request: RunRequestDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return await _waited(services, caller, None, body, idempotency_key, trace)
+    return await _waited(run_request, None, body, idempotency_key)
 
 
 # Reading, joining and cancelling.
@@ -353,7 +322,7 @@ async def join_run_stream(
     run_id: str,
     request: Request,
     services: ServicesDep,
-    tenant: TenantDep,
+    caller: CallerDep,
     slot: StreamSlotDep,
     cancel_on_disconnect: bool = False,
     last_event_id: Annotated[
@@ -361,7 +330,7 @@ async def join_run_stream(
     ] = None,
 ) -> StreamingResponse:
     """The run's events after `Last-Event-ID` (all of them without it), then live ones."""
-    record = await _run(services, tenant, thread_id, run_id)
+    record = await _run(services, caller.tenant, thread_id, run_id)
     modes = [m for m in request.query_params.getlist("stream_mode") if m]
     unknown = [m for m in modes if m not in STREAM_MODES]
     if unknown:
@@ -369,7 +338,7 @@ async def join_run_stream(
             f"stream_mode: {unknown[0]!r} is not one of {', '.join(STREAM_MODES)}",
             param="stream_mode",
         )
-    await slot.take()
+    await slot.take(caller)
     run = RunEvents(
         services,
         record.run_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,8 +18,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import APIRouter, Depends
 from redis import Redis
 
+from api.deps import ServicesDep, get_caller, require_caller
 from switchboard.settings import AuthSettings
 from tests.backends import Reply, ScriptedBackend
 from tests.conftest import backend_entry, make_settings
@@ -58,6 +61,34 @@ def test_requests_without_a_valid_key_are_401_and_operations_stay_open(
         assert named.status_code == 401
         for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
             assert httpx.get(f"{url}{path}").status_code == 200, path
+
+
+def test_every_route_but_the_operational_ones_needs_a_caller(backend: ScriptedBackend) -> None:
+    """Each route declares its caller (no router does it for them, `api.deps.require_caller`):
+    none may be left open by forgetting."""
+    operational = {"/healthz", "/readyz", "/metrics"}
+    with running_service(_keys_settings(backend)) as url:
+        paths = httpx.get(f"{url}/openapi.json").json()["paths"]
+        assert len(paths) > 25 and operational <= set(paths)
+        for template, operations in paths.items():
+            if template in operational:
+                continue
+            path = re.sub(r"\{[^}]+\}", "x", template)
+            for method in operations:
+                body = {} if method in ("post", "put", "patch") else None
+                response = httpx.request(method, f"{url}{path}", json=body)
+                assert response.status_code == 401, (method, template, response.text)
+
+
+def test_a_router_with_a_route_that_takes_no_caller_is_refused() -> None:
+    router = APIRouter()
+
+    @router.get("/open")
+    async def open_route(services: ServicesDep) -> None: ...
+
+    with pytest.raises(RuntimeError, match="/open"):
+        require_caller(router)
+    require_caller(APIRouter(dependencies=[Depends(get_caller)]))
 
 
 def test_an_admin_makes_lists_and_revokes_its_tenant_s_keys(
