@@ -105,7 +105,8 @@ class RunRequest:
     """What a request that starts a run takes besides its body: the services, the caller (its
     token budget checked) and the trace it joins. One dependency with the headers as its own
     parameters, not one per part: FastAPI solves every dependency's parameters again at each
-    place it is declared, before its cache (about 0.05 ms a place on the runs path)."""
+    place it is declared, before its cache (measured on `runs.wait`: 0.37 ms of solving with a
+    dependency per part and the router's caller, 0.22 ms so)."""
 
     services: Services
     caller: Caller
